@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# README's test command: installs what is missing, builds, runs every test.
+#
+#   1. build/      debugoptimized, -Werror: unit tests (CMocka) and the
+#                  differential test against libexpat
+#   2. build-asan/ the same suites under ASan + UBSan
+#   3. build-fuzz/ libFuzzer targets, each run for FUZZ_SECONDS (default 20)
+#
+# Ends with one line "N passed, N failed" counting every test of every
+# stage (a fuzz target counts as one test), and exits non-zero on any
+# failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh || { echo "dependency install failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+
+# Count the results of the last `meson test` in build dir $1.
+tally() {
+	local log="$1/meson-logs/testlog.json" p f
+	if [ ! -s "$log" ]; then
+		failed=$((failed + 1)); failures+=("$1: no test log"); return
+	fi
+	read -r p f < <(python3 - "$log" <<'PY'
+import json, sys
+ok = bad = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL", "SKIP"):
+        ok += 1
+    else:
+        bad += 1
+print(ok, bad)
+PY
+)
+	passed=$((passed + p)); failed=$((failed + f))
+	[ "$f" -eq 0 ] || failures+=("$1: $f failed")
+}
+
+stage() {
+	local dir="$1"; shift
+	echo "=== $dir: meson setup $*"
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" -Dwerror=true "$@" >"$dir.setup.log" 2>&1 || {
+			cat "$dir.setup.log"; failed=$((failed + 1)); failures+=("$dir: setup"); return; }
+	fi
+	if ! ninja -C "$dir"; then
+		failed=$((failed + 1)); failures+=("$dir: build"); return
+	fi
+	rm -f "$dir/meson-logs/testlog.json"
+	meson test -C "$dir" --print-errorlogs --num-processes "$(nproc)" --suite unit --suite diff
+	tally "$dir"
+}
+
+stage build
+stage build-asan -Dsanitizers=address,undefined -Dbenchmarks=false
+
+echo "=== fuzz: ${FUZZ_SECONDS:-20} s per target"
+fuzz_out=$(mktemp)
+if scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_out"; then :; fi
+fp=$(grep -c '^fuzz: .* ok' "$fuzz_out" || true)
+ff=$(grep -c '^fuzz: .* FAIL' "$fuzz_out" || true)
+if [ "$fp" -eq 0 ] && [ "$ff" -eq 0 ]; then
+	ff=1; failures+=("fuzz: no target ran")
+fi
+passed=$((passed + fp)); failed=$((failed + ff))
+[ "$ff" -eq 0 ] || failures+=("fuzz: $ff target(s) failed")
+rm -f "$fuzz_out"
+
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
