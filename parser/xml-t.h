@@ -40,6 +40,8 @@ struct xml_limits {
 #define XML_DEFAULT_MAX_DEPTH   64
 #define XML_DEFAULT_MAX_ATTRS   64
 #define XML_DEFAULT_MAX_NS      64
+/* Bytes for decoding namespace URIs that contain references, per stanza. */
+#define XML_VIEW_NSBUF          1024
 
 /* What xml_frame found. */
 enum xml_event {
@@ -166,8 +168,9 @@ struct xml_view {
 	uint16_t ns_own;            /* index of the first namespace declared by the stanza itself */
 	uint16_t nsbuf_used;
 	/* Namespace URIs written with references (xmlns='a&amp;b') are
-	 * decoded here, the only bytes a view ever writes. */
-	char nsbuf[256];
+	 * decoded here, the only bytes a view ever writes. A stanza whose
+	 * such URIs need more is a policy-violation. */
+	char nsbuf[XML_VIEW_NSBUF];
 };
 
 #endif

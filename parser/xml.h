@@ -50,7 +50,8 @@ void xml_framer_reset(struct xml_framer *f);
  * drops everything.
  *
  * The framer checks only what it must to find boundaries: tag structure,
- * quotes, depth (against max_depth), size (against max_stanza), CDATA
+ * quotes, depth of open elements (against max_depth; <empty/> ones are
+ * counted by the view), size (against max_stanza), CDATA
  * sections, and the constructs restricted XML forbids outright (comments,
  * PIs, DTDs). Everything else is checked by xml_view_*, which the caller
  * must run on every item before acting on it. */

@@ -232,6 +232,12 @@ static int declare_ns(struct builder *b, const uint8_t *at, const uint8_t *prefi
 	}
 	if (slice_is(uri, ulen, NS_XMLNS, sizeof(NS_XMLNS) - 1))
 		return fail(b, XML_ERR_NOT_WELL_FORMED, at);
+	if (is_xml_uri) {
+		/* xmlns:xml='...XML namespace' restates the built-in binding:
+		 * keep XML_NS_XML so xml:lang stays recognisable. */
+		v->scope[b->nscope++] = XML_NS_XML;
+		return 0;
+	}
 
 	struct xml_ns *n = &v->ns[v->nns];
 	n->uri = uri;
