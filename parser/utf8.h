@@ -19,7 +19,8 @@ enum xml_utf8_result {
 };
 
 /* Validate buf[0..len). The buffer is a whole unit: a sequence cut at the end
- * is BAD_ENCODING. When both kinds of fault occur, either may be reported.
+ * is BAD_ENCODING. An encoding fault anywhere wins over a forbidden
+ * character anywhere, so every level reports the same result.
  * Pure; reads nothing outside buf[0..len). */
 enum xml_utf8_result xml_utf8_validate(const char *buf, size_t len);
 
