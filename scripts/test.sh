@@ -4,7 +4,8 @@
 #   1. build/      debugoptimized, -Werror: unit tests (CMocka) and the
 #                  differential test against libexpat
 #   2. build-asan/ the same suites under ASan + UBSan
-#   3. build-fuzz/ libFuzzer targets, each run for FUZZ_SECONDS (default 20)
+#   3. build-tsan/ the concurrent parts (routing table, rings) under TSan
+#   4. build-fuzz/ libFuzzer targets, each run for FUZZ_SECONDS (default 20)
 #
 # Ends with one line "N passed, N failed" counting every test of every
 # stage (a fuzz target counts as one test), and exits non-zero on any
@@ -40,8 +41,10 @@ PY
 	[ "$f" -eq 0 ] || failures+=("$1: $f failed")
 }
 
+# stage DIR "WHAT TO TEST" [meson setup options...]
+# WHAT TO TEST: meson test arguments (suites as --suite X, or test names).
 stage() {
-	local dir="$1"; shift
+	local dir="$1" what="$2"; shift 2
 	echo "=== $dir: meson setup $*"
 	if [ ! -f "$dir/build.ninja" ]; then
 		meson setup "$dir" -Dwerror=true "$@" >"$dir.setup.log" 2>&1 || {
@@ -51,12 +54,14 @@ stage() {
 		failed=$((failed + 1)); failures+=("$dir: build"); return
 	fi
 	rm -f "$dir/meson-logs/testlog.json"
-	meson test -C "$dir" --print-errorlogs --num-processes "$(nproc)" --suite unit --suite diff
+	# shellcheck disable=SC2086
+	meson test -C "$dir" --print-errorlogs --num-processes "$(nproc)" $what
 	tally "$dir"
 }
 
-stage build
-stage build-asan -Dsanitizers=address,undefined -Dbenchmarks=false
+stage build "--suite unit --suite diff"
+stage build-asan "--suite unit --suite diff" -Dsanitizers=address,undefined -Dbenchmarks=false
+stage build-tsan "route ring" -Dsanitizers=thread -Dbenchmarks=false
 
 echo "=== fuzz: ${FUZZ_SECONDS:-20} s per target"
 fuzz_out=$(mktemp)
