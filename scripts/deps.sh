@@ -10,6 +10,7 @@ run_pkgs=(
   build-essential meson ninja-build pkgconf
   libssl-dev liblmdb-dev liburcu-dev libmimalloc-dev libidn-dev
   libhyperscan-dev libdpdk-dev
+  libconfig-dev                                 # stanzad's configuration file
 )
 test_pkgs=(
   clang libclang-rt-14-dev llvm                 # libFuzzer, sanitizers, symbolizer
@@ -17,6 +18,7 @@ test_pkgs=(
   libexpat1-dev libxml2-dev                     # differential tests, parser bench
   valgrind                                      # callgrind instruction counts
   python3
+  python3-slixmpp libstrophe-dev                # integration tests: real XMPP clients
 )
 
 want=("${run_pkgs[@]}")
