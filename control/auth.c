@@ -23,6 +23,7 @@
 
 _Static_assert(AUTH_CB_TLS_EXPORTER == SASL_CB_TLS_EXPORTER, "cb bits differ");
 _Static_assert(AUTH_CB_TLS_SERVER_END_POINT == SASL_CB_TLS_SERVER_END_POINT, "cb bits differ");
+_Static_assert(AUTH_CB_TLS_UNIQUE == SASL_CB_TLS_UNIQUE, "cb bits differ");
 _Static_assert((AUTH_THROTTLE_SLOTS & (AUTH_THROTTLE_SLOTS - 1)) == 0, "slots: power of two");
 
 /* The context the hooks use; see auth_init. */
@@ -317,6 +318,12 @@ static enum auth_step scram_final(struct auth_sess *s, const uint8_t *data, size
 		if (env->cb_avail & AUTH_CB_TLS_EXPORTER) {
 			cb = env->cb_exporter;
 			cbl = env->cb_exporter_len;
+		}
+		break;
+	case SASL_CB_TLS_UNIQUE:
+		if (env->cb_avail & AUTH_CB_TLS_UNIQUE) {
+			cb = env->cb_unique;
+			cbl = env->cb_unique_len;
 		}
 		break;
 	case SASL_CB_TLS_SERVER_END_POINT:

@@ -48,6 +48,7 @@ enum sasl_cb {
 	SASL_CB_NONE                 = 0,
 	SASL_CB_TLS_EXPORTER         = 1, /* RFC 9266: 32 bytes of SSL_export_keying_material, label "EXPORTER-Channel-Binding", no context */
 	SASL_CB_TLS_SERVER_END_POINT = 2, /* RFC 5929 4.1: hash of our certificate (SHA-256 when its signature uses MD5 or SHA-1) */
+	SASL_CB_TLS_UNIQUE           = 4, /* RFC 5929 3.1: the first Finished message (tls/tls.h says how, also on TLS 1.3) */
 };
 
 enum sasl_hash {

@@ -260,6 +260,8 @@ static enum sasl_err parse_first(struct sasl_scram *st, enum sasl_mech mech, uns
 			st->cb_type = SASL_CB_TLS_EXPORTER;
 		else if (nl == 20 && memcmp(name, "tls-server-end-point", 20) == 0)
 			st->cb_type = SASL_CB_TLS_SERVER_END_POINT;
+		else if (nl == 10 && memcmp(name, "tls-unique", 10) == 0)
+			st->cb_type = SASL_CB_TLS_UNIQUE;
 		if (!(st->cb_type & cb_avail))
 			return SASL_ERR_NOT_AUTHORIZED;
 	} else {

@@ -140,26 +140,36 @@ void c2s_kick(struct session *s, const char *condition)
 
 /* ---- the stream header --------------------------------------------------- */
 
-static unsigned channel_bindings(struct session *s, struct auth_env *env,
-				 uint8_t *exp, size_t *exp_len, uint8_t *ep, size_t *ep_len)
-{
-	unsigned cb = 0;
+/* Channel-binding data this connection can give (for -PLUS), computed
+ * only while authenticating. */
+struct cbdata {
+	uint8_t exp[TLS_CB_MAX], ep[TLS_CB_MAX], uq[TLS_CB_MAX];
+	size_t exp_len, ep_len, uq_len;
+};
 
-	*exp_len = *ep_len = 0;
-	if (!s->tls || !tls_conn_established(s->tls))
-		return 0;
-	if (tls_conn_channel_binding(s->tls, TLS_CB_EXPORTER, exp, TLS_CB_MAX, exp_len) == 0)
-		cb |= AUTH_CB_TLS_EXPORTER;
-	if (tls_conn_channel_binding(s->tls, TLS_CB_SERVER_END_POINT, ep, TLS_CB_MAX, ep_len) == 0)
-		cb |= AUTH_CB_TLS_SERVER_END_POINT;
-	if (env) {
-		env->cb_avail = cb;
-		env->cb_exporter = exp;
-		env->cb_exporter_len = *exp_len;
-		env->cb_endpoint = ep;
-		env->cb_endpoint_len = *ep_len;
+static unsigned channel_bindings(struct session *s, struct auth_env *env, struct cbdata *cb)
+{
+	unsigned avail = 0;
+
+	cb->exp_len = cb->ep_len = cb->uq_len = 0;
+	if (s->tls && tls_conn_established(s->tls)) {
+		if (tls_conn_channel_binding(s->tls, TLS_CB_EXPORTER, cb->exp, TLS_CB_MAX, &cb->exp_len) == 0)
+			avail |= AUTH_CB_TLS_EXPORTER;
+		if (tls_conn_channel_binding(s->tls, TLS_CB_SERVER_END_POINT, cb->ep, TLS_CB_MAX, &cb->ep_len) == 0)
+			avail |= AUTH_CB_TLS_SERVER_END_POINT;
+		if (tls_conn_channel_binding(s->tls, TLS_CB_UNIQUE, cb->uq, TLS_CB_MAX, &cb->uq_len) == 0)
+			avail |= AUTH_CB_TLS_UNIQUE;
 	}
-	return cb;
+	if (env) {
+		env->cb_avail = avail;
+		env->cb_exporter = cb->exp;
+		env->cb_exporter_len = cb->exp_len;
+		env->cb_endpoint = cb->ep;
+		env->cb_endpoint_len = cb->ep_len;
+		env->cb_unique = cb->uq;
+		env->cb_unique_len = cb->uq_len;
+	}
+	return avail;
 }
 
 static void send_features(struct session *s)
@@ -180,9 +190,8 @@ static void send_features(struct session *s)
 			xmlw_end(&x);
 		}
 	} else if (!(s->flags & SF_AUTHED)) {
-		uint8_t exp[TLS_CB_MAX], ep[TLS_CB_MAX];
-		size_t exp_len, ep_len;
-		unsigned cb = channel_bindings(s, NULL, exp, &exp_len, ep, &ep_len);
+		struct cbdata cbd;
+		unsigned cb = channel_bindings(s, NULL, &cbd);
 		const char *names[16];
 		size_t n = s->w->srv->hooks->auth.mechanisms(true, cb, names, 16);
 
@@ -439,16 +448,14 @@ static void auth_result(struct session *s, enum auth_step step, struct auth_out 
 	}
 }
 
-static void auth_env_fill(struct session *s, struct auth_env *env, uint8_t *exp, uint8_t *ep)
+static void auth_env_fill(struct session *s, struct auth_env *env, struct cbdata *cb)
 {
-	size_t el, pl;
-
 	memset(env, 0, sizeof(*env));
 	env->tls = (s->flags & SF_TLS) != 0;
 	env->domain = vhost_domain(s);
 	env->peer = (const uint8_t *)&s->peer;
 	env->peer_len = sizeof(s->peer);
-	channel_bindings(s, env, exp, &el, ep, &pl);
+	channel_bindings(s, env, cb);
 }
 
 /* The decoded text of a SASL element. *has is false for an empty element. */
@@ -479,7 +486,7 @@ static int sasl_payload(struct session *s, struct xml_view *v, uint8_t *out, siz
 static void handle_sasl(struct session *s, struct xml_view *v, struct xml_slice local)
 {
 	const struct router_auth_hooks *h = &s->w->srv->hooks->auth;
-	uint8_t exp[TLS_CB_MAX], ep[TLS_CB_MAX];
+	struct cbdata cbd;
 	struct auth_env env;
 	struct auth_out *out = (struct auth_out *)(s->w->scratch + s->w->scratch_cap / 2);
 	uint8_t data[4096];
@@ -504,7 +511,7 @@ static void handle_sasl(struct session *s, struct xml_view *v, struct xml_slice 
 		auth_failed(s, "incorrect-encoding");
 		return;
 	}
-	auth_env_fill(s, &env, exp, ep);
+	auth_env_fill(s, &env, &cbd);
 	memset(out, 0, sizeof(*out));
 	enum auth_step step;
 	if (is_auth) {
@@ -539,14 +546,14 @@ static void handle_sasl(struct session *s, struct xml_view *v, struct xml_slice 
 void c2s_auth_answer(struct session *s, const uint8_t *ans, size_t len)
 {
 	const struct router_auth_hooks *h = &s->w->srv->hooks->auth;
-	uint8_t exp[TLS_CB_MAX], ep[TLS_CB_MAX];
+	struct cbdata cbd;
 	struct auth_env env;
 	struct auth_out *out = (struct auth_out *)(s->w->scratch + s->w->scratch_cap / 2);
 
 	if (s->state != SS_AUTH_WAIT || !s->auth_state || s->pending_failure)
 		return;
 	s->state = SS_OPEN;
-	auth_env_fill(s, &env, exp, ep);
+	auth_env_fill(s, &env, &cbd);
 	memset(out, 0, sizeof(*out));
 	auth_result(s, h->resume(s->auth_state, ans, len, &env, out), out);
 	c2s_resume_input(s);

@@ -18,6 +18,7 @@
  * sasl_cb, which cmd/ checks at compile time). */
 #define AUTH_CB_TLS_EXPORTER          1u
 #define AUTH_CB_TLS_SERVER_END_POINT  2u
+#define AUTH_CB_TLS_UNIQUE            4u
 
 #define AUTH_DATA_MAX    1024u   /* challenge / success additional data, decoded */
 #define AUTH_REQ_MAX     4096u   /* a request to the control thread */
@@ -33,6 +34,8 @@ struct auth_env {
 	size_t cb_exporter_len;
 	const uint8_t *cb_endpoint;      /* tls-server-end-point data */
 	size_t cb_endpoint_len;
+	const uint8_t *cb_unique;        /* tls-unique data */
+	size_t cb_unique_len;
 	const uint8_t *peer;             /* the client's address bytes (struct net_addr), for throttling */
 	size_t peer_len;
 };

@@ -59,8 +59,8 @@ stage() {
 	tally "$dir"
 }
 
-stage build "--suite unit --suite diff"
-stage build-asan "--suite unit --suite diff" -Dsanitizers=address,undefined -Dbenchmarks=false
+stage build "--suite unit --suite diff --suite integration"
+stage build-asan "--suite unit --suite diff --suite integration" -Dsanitizers=address,undefined -Dbenchmarks=false
 stage build-tsan "route ring" -Dsanitizers=thread -Dbenchmarks=false
 
 echo "=== fuzz: ${FUZZ_SECONDS:-20} s per target"

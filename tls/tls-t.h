@@ -106,6 +106,7 @@ struct tls_client_conf {
 enum tls_cb_type {
 	TLS_CB_EXPORTER = 1,      /* "tls-exporter", RFC 9266: 32 bytes */
 	TLS_CB_SERVER_END_POINT,  /* "tls-server-end-point", RFC 5929: a hash of the server certificate */
+	TLS_CB_UNIQUE,            /* "tls-unique", RFC 5929: the first Finished message (see tls.h) */
 };
 
 #define TLS_CB_MAX 64  /* bytes; the largest digest (SHA-512) */

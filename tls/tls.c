@@ -757,6 +757,26 @@ static int cb_server_end_point(SSL *ssl, unsigned char *out, size_t cap, size_t 
 	return 0;
 }
 
+/* RFC 5929 3.1, computed as OpenSSL-based peers do (see tls.h). */
+static int cb_unique(SSL *ssl, unsigned char *out, size_t cap, size_t *len)
+{
+	int v = SSL_version(ssl);
+	size_t n;
+
+	/* Without EMS the same Finished can be forced on two TLS 1.2
+	 * connections (triple handshake). */
+	if (v != TLS1_3_VERSION && !(v == TLS1_2_VERSION && SSL_get_extms_support(ssl) == 1))
+		return -1;
+	if ((SSL_session_reused(ssl) != 0) != (SSL_is_server(ssl) != 0))
+		n = SSL_get_peer_finished(ssl, out, cap);
+	else
+		n = SSL_get_finished(ssl, out, cap);
+	if (n == 0 || n > cap)
+		return -1;
+	*len = n;
+	return 0;
+}
+
 int tls_conn_channel_binding(const struct tls_conn *c, enum tls_cb_type type,
 			     unsigned char *out, size_t cap, size_t *len)
 {
@@ -771,6 +791,9 @@ int tls_conn_channel_binding(const struct tls_conn *c, enum tls_cb_type type,
 		break;
 	case TLS_CB_SERVER_END_POINT:
 		r = cb_server_end_point(c->ssl, out, cap, len);
+		break;
+	case TLS_CB_UNIQUE:
+		r = cb_unique(c->ssl, out, cap, len);
 		break;
 	}
 	ERR_clear_error();

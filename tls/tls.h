@@ -130,6 +130,13 @@ struct x509_st *tls_conn_peer_cert(const struct tls_conn *c);
  *   TLS_CB_SERVER_END_POINT: a server certificate signed with a hash that
  *                    RFC 5929 names (MD5 and SHA-1 become SHA-256); not for
  *                    Ed25519/Ed448 certificates, which have no such hash.
+ *   TLS_CB_UNIQUE:   TLS 1.3, or TLS 1.2 with extended master secret: the
+ *                    first Finished message, the client's after a full
+ *                    handshake and the server's after a resumption. RFC
+ *                    9266 leaves it undefined for TLS 1.3; OpenSSL-based
+ *                    clients (Python's ssl, so slixmpp, which knows no
+ *                    other binding) compute it by this same rule, and it
+ *                    still ties the exchange to this handshake.
  * Either side computes the same bytes. */
 int tls_conn_channel_binding(const struct tls_conn *c, enum tls_cb_type type,
 			     unsigned char *out, size_t cap, size_t *len);
