@@ -491,6 +491,19 @@ static void cb_case(uint16_t maxv, bool no_ems, bool want_exporter)
 		assert_int_equal(tls_conn_channel_binding(p.srv.c, TLS_CB_EXPORTER, x, sizeof x, &xl), -1);
 		assert_int_equal(tls_conn_channel_binding(p.cli.c, TLS_CB_EXPORTER, y, sizeof y, &yl), -1);
 	}
+	/* tls-unique follows the same availability rule; both sides compute
+	 * the client's Finished (a full handshake), which is the value
+	 * OpenSSL-based clients such as Python's ssl take. */
+	if (want_exporter) {
+		assert_int_equal(tls_conn_channel_binding(p.srv.c, TLS_CB_UNIQUE, x, sizeof x, &xl), 0);
+		assert_int_equal(tls_conn_channel_binding(p.cli.c, TLS_CB_UNIQUE, y, sizeof y, &yl), 0);
+		assert_true(xl >= 12);   /* a Finished verify_data */
+		assert_int_equal(xl, yl);
+		assert_memory_equal(x, y, xl);
+	} else {
+		assert_int_equal(tls_conn_channel_binding(p.srv.c, TLS_CB_UNIQUE, x, sizeof x, &xl), -1);
+		assert_int_equal(tls_conn_channel_binding(p.cli.c, TLS_CB_UNIQUE, y, sizeof y, &yl), -1);
+	}
 	/* tls-server-end-point: SHA-256 (the cert is ecdsa-with-SHA256) of
 	 * the DER, the same on both sides and equal to an independent hash. */
 	assert_int_equal(tls_conn_channel_binding(p.srv.c, TLS_CB_SERVER_END_POINT, x, sizeof x, &xl), 0);
