@@ -119,9 +119,24 @@ static struct session *session_new(struct worker *w, struct net_conn conn, const
 	return s;
 }
 
+/* Session buffers start at SBUF_BLOCK bytes and are freed when they empty,
+ * so an idle session holds none. Blocks of that size come from a small
+ * per-thread pool rather than malloc: a stanza delivered to an idle
+ * session takes a block and its flush gives it back. */
+#define SBUF_BLOCK 4096u
+#define SBUF_POOL  256u
+
+static _Thread_local struct {
+	char *blk[SBUF_POOL];
+	unsigned n;
+} sbuf_pool;
+
 static void sbuf_free(struct sbuf *b)
 {
-	mem_free(b->p);
+	if (b->cap == SBUF_BLOCK && sbuf_pool.n < SBUF_POOL)
+		sbuf_pool.blk[sbuf_pool.n++] = b->p;
+	else
+		mem_free(b->p);
 	b->p = NULL;
 	b->len = b->cap = 0;
 }
@@ -129,7 +144,7 @@ static void sbuf_free(struct sbuf *b)
 /* Room for n more bytes; false if memory ran out. */
 bool sbuf_reserve(struct sbuf *b, size_t n)
 {
-	size_t want = (size_t)b->len + n, cap = b->cap ? b->cap : 512;
+	size_t want = (size_t)b->len + n, cap = b->cap ? b->cap : SBUF_BLOCK;
 	char *p;
 
 	if (want <= b->cap)
@@ -138,9 +153,25 @@ bool sbuf_reserve(struct sbuf *b, size_t n)
 		return false;
 	while (cap < want)
 		cap *= 2;
-	p = mem_realloc(b->p, cap);
-	if (!p)
-		return false;
+	if (!b->p && cap == SBUF_BLOCK && sbuf_pool.n) {
+		b->p = sbuf_pool.blk[--sbuf_pool.n];
+		b->cap = SBUF_BLOCK;
+		return true;
+	}
+	if (b->cap == SBUF_BLOCK) {
+		/* Growing out of a pool block: copy, give the block back. */
+		p = mem_alloc(cap);
+		if (!p)
+			return false;
+		memcpy(p, b->p, b->len);
+		uint32_t len = b->len;
+		sbuf_free(b);
+		b->len = len;
+	} else {
+		p = mem_realloc(b->p, cap);
+		if (!p)
+			return false;
+	}
 	b->p = p;
 	b->cap = (uint32_t)cap;
 	return true;
@@ -155,6 +186,13 @@ void sbuf_drop(struct sbuf *b, size_t n)
 	}
 	memmove(b->p, b->p + n, b->len - n);
 	b->len -= (uint32_t)n;
+}
+
+/* At thread exit: the pool's blocks go back to the allocator. */
+static void sbuf_pool_drain(void)
+{
+	while (sbuf_pool.n)
+		mem_free(sbuf_pool.blk[--sbuf_pool.n]);
 }
 
 static void mark_dirty(struct session *s)
@@ -727,6 +765,7 @@ static void *worker_main(void *arg)
 	}
 	free_dead(w);
 	rings_flush(w);
+	sbuf_pool_drain();
 	route_thread_unregister();
 	return NULL;
 }
@@ -928,6 +967,7 @@ void server_free(struct server *srv)
 		free(w->scope);
 	}
 	free(srv->workers);
+	sbuf_pool_drain();   /* a test thread that drove sessions itself */
 	free(srv->rings);
 	free(srv->ring_mem);
 	if (srv->routes)
