@@ -827,7 +827,7 @@ static size_t c2s_parse(struct session *s, const char *buf, size_t len)
 			break;
 		}
 		off += sp.end;
-		if (session_dead(s) || s->state == SS_CLOSING || s->state == SS_AUTH_WAIT)
+		if (session_dead(s) || s->state == SS_CLOSING || s->state == SS_AUTH_WAIT || (s->flags & SF_CLOSED_OUT))
 			return s->state == SS_AUTH_WAIT ? off : len;
 		if (s->state == SS_TLS_HANDSHAKE)
 			return off;   /* the rest is TLS */
@@ -853,8 +853,16 @@ size_t c2s_input(struct session *s, const uint8_t *p, size_t n)
 		if (s->state == SS_AUTH_WAIT)
 			return n;
 		used = c2s_parse(s, s->in.p, s->in.len);
-		if (!session_dead(s))
-			sbuf_drop(&s->in, used);
+		if (session_dead(s))
+			return n;
+		if (s->state == SS_TLS_HANDSHAKE) {
+			/* <starttls/> completed with these bytes: what follows it
+			 * (the tail of p) is the TLS handshake. */
+			size_t rest = s->in.len - used;
+			sbuf_drop(&s->in, s->in.len);
+			return rest <= n ? n - rest : 0;
+		}
+		sbuf_drop(&s->in, used);
 		return n;
 	}
 	used = c2s_parse(s, buf, n);
@@ -877,7 +885,10 @@ size_t c2s_input(struct session *s, const uint8_t *p, size_t n)
 /* Resume parsing what waited behind an authentication answer. */
 static void c2s_resume_input(struct session *s)
 {
-	if (s->in.len && s->state != SS_AUTH_WAIT && !session_dead(s)) {
+	/* Nothing behind a stream error is read: a client that pipelined
+	 * more guesses behind its last allowed failure gets none of them. */
+	if (s->in.len && s->state != SS_AUTH_WAIT && s->state != SS_CLOSING && !session_dead(s) &&
+	    !(s->flags & SF_CLOSED_OUT)) {
 		size_t used = c2s_parse(s, s->in.p, s->in.len);
 		if (!session_dead(s))
 			sbuf_drop(&s->in, used);

@@ -708,9 +708,6 @@ static void *worker_main(void *arg)
 		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
 			log_warn("could not pin to CPU %u", w->id);
 	}
-	wheel_init(&w->wheel, net_now_ms());
-	wheel_handle(&w->wheel, TIMER_SESSION, session_timer_fired);
-
 	for (;;) {
 		uint64_t now = net_now_ms();
 		int timeout = wheel_next_timeout(&w->wheel, now);
@@ -834,6 +831,8 @@ static int worker_setup(struct server *srv, struct worker *w, unsigned id, char 
 		}
 	}
 	xml_view_init(&w->view, &srv->cfg.xml, w->tok, toks, w->ns, nscap, w->scope, nscap);
+	wheel_init(&w->wheel, net_now_ms());
+	wheel_handle(&w->wheel, TIMER_SESSION, session_timer_fired);
 	return 0;
 }
 
