@@ -19,7 +19,6 @@
 
 #define NS_STANZA_ERR "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_PING       "urn:xmpp:ping"
-#define MAX_TARGETS   64
 
 enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
 
@@ -172,6 +171,35 @@ static void send_to_full(struct worker *w, const char *jid, size_t len, const ch
 		forward(w, r->handle, &iov, 1, 0);
 }
 
+/* Which of a bare JID's sessions a stanza goes to (RFC 6121 8.5.2.1). */
+enum fanout {
+	TO_BEST,        /* available, priority >= 0, the highest priority (ties: all) */
+	TO_AVAILABLE,   /* available, priority >= 0 (headlines) */
+	TO_ALL_AVAIL,   /* every available session (presence) */
+};
+
+/* Forward to the chosen sessions of snap, all of them: the snapshot stays
+ * valid until this thread's next quiescent state, so it is walked in
+ * place. skip: a handle to leave out (0: none). Returns how many took it. */
+static unsigned fan_out(struct worker *w, const struct route_snap *snap, enum fanout how, uint64_t skip,
+			const struct iovec *iov, int n, uint16_t flags)
+{
+	unsigned sent = 0;
+
+	if (!snap || (how == TO_BEST && snap->nbest == 0))
+		return 0;
+	for (unsigned i = 0; i < snap->nres; i++) {
+		const struct route_res *r = &snap->res[i];
+		if (!r->available || r->handle == skip)
+			continue;
+		if ((how == TO_BEST && r->priority != snap->best) || (how == TO_AVAILABLE && r->priority < 0))
+			continue;
+		if (forward(w, r->handle, iov, n, flags))
+			sent++;
+	}
+	return sent;
+}
+
 /* ---- server-handled iqs -------------------------------------------------------- */
 
 static void reply_result(struct session *s, struct stanza *st)
@@ -264,10 +292,7 @@ static void own_presence(struct session *s, struct stanza *st, const struct iove
 	if (!snap)
 		return;
 	/* Including the sender itself: the echo tells it the server has it. */
-	uint64_t h[MAX_TARGETS];
-	unsigned k = route_available(snap, INT8_MIN, h, MAX_TARGETS);
-	for (unsigned i = 0; i < k && i < MAX_TARGETS; i++)
-		forward(s->w, h[i], iov, n, 0);
+	fan_out(s->w, snap, TO_ALL_AVAIL, 0, iov, n, 0);
 }
 
 void deliver_gone(struct session *s)
@@ -292,10 +317,7 @@ void deliver_gone(struct session *s)
 	if (xmlw_finish(&x, &len) != XMLW_OK)
 		return;
 	struct iovec iov = { buf, len };
-	uint64_t h[MAX_TARGETS];
-	unsigned k = route_available(snap, INT8_MIN, h, MAX_TARGETS);
-	for (unsigned i = 0; i < k && i < MAX_TARGETS; i++)
-		forward(s->w, h[i], &iov, 1, 0);
+	fan_out(s->w, snap, TO_ALL_AVAIL, 0, &iov, 1, 0);
 }
 
 /* To the bare JID of a local account (RFC 6121 8.5.2). Returns false when
@@ -303,49 +325,38 @@ void deliver_gone(struct session *s)
 static void to_bare(struct session *s, struct stanza *st, const struct route_snap *snap,
 		    const struct iovec *iov, int n)
 {
-	uint64_t h[MAX_TARGETS];
-	unsigned k = 0;
-
 	switch (st->kind) {
 	case K_MESSAGE:
 		switch (st->type) {
 		case T_NONE:
 		case T_NORMAL:
 		case T_CHAT:
-			k = snap ? route_best(snap, h, MAX_TARGETS) : 0;
-			if (k == 0) {
+			if (!fan_out(s->w, snap, TO_BEST, 0, iov, n, 0)) {
 				/* No available resource: without offline storage,
 				 * <service-unavailable/> (RFC 6121 8.5.2.2.1). */
 				reply_error(s, st, "cancel", "service-unavailable");
-				return;
 			}
-			break;
+			return;
 		case T_HEADLINE:
-			k = snap ? route_available(snap, 0, h, MAX_TARGETS) : 0;
-			break;   /* none: dropped silently */
+			fan_out(s->w, snap, TO_AVAILABLE, 0, iov, n, 0);   /* none: dropped silently */
+			return;
 		case T_GROUPCHAT:
 			reply_error(s, st, "cancel", "service-unavailable");
 			return;
 		case T_ERROR:
-			k = snap ? route_best(snap, h, MAX_TARGETS) : 0;
-			break;
+			fan_out(s->w, snap, TO_BEST, 0, iov, n, 0);
+			return;
 		default:
 			return;
 		}
-		break;
 	case K_PRESENCE:
-		if (st->type == T_PROBE)
-			return;   /* answered from rosters (IM layer) */
-		k = snap ? route_available(snap, INT8_MIN, h, MAX_TARGETS) : 0;
-		break;
+		if (st->type != T_PROBE)   /* probes are answered from rosters (IM layer) */
+			fan_out(s->w, snap, TO_ALL_AVAIL, 0, iov, n, 0);
+		return;
 	case K_IQ:
 		server_iq(s, st);
 		return;
 	}
-	if (k > MAX_TARGETS)
-		k = MAX_TARGETS;
-	for (unsigned i = 0; i < k; i++)
-		forward(s->w, h[i], iov, n, 0);
 }
 
 void deliver_from_client(struct session *s, struct xml_view *v)
@@ -508,8 +519,6 @@ static void deliver_stale(struct worker *w, const struct ring_rec *rec)
 	struct iovec iov = { (void *)rec->data, rec->len };
 	struct jid_slice bare = jid_bare(&to);
 	const struct route_snap *snap = route_lookup(w->srv->routes, bare.ptr, bare.len);
-	uint64_t h[MAX_TARGETS];
-	unsigned k = 0;
 	enum kind kind = xml_slice_eq(xml_tok_local(v, 0), "message") ? K_MESSAGE
 		       : xml_slice_eq(xml_tok_local(v, 0), "presence") ? K_PRESENCE : K_IQ;
 	enum stype type = parse_type(kind, v);
@@ -517,13 +526,8 @@ static void deliver_stale(struct worker *w, const struct ring_rec *rec)
 	/* One fallback only: a record re-sent from here that finds a stale
 	 * handle again gets the error, it does not travel on. */
 	if ((rec->flags & MSGF_BARE_FALLBACK) && !(rec->flags & MSGF_RETRIED) && snap) {
-		k = type == T_HEADLINE ? route_available(snap, 0, h, MAX_TARGETS) : route_best(snap, h, MAX_TARGETS);
-		if (k > MAX_TARGETS)
-			k = MAX_TARGETS;
-		unsigned sent = 0;
-		for (unsigned i = 0; i < k; i++)
-			if (h[i] != rec->arg && forward(w, h[i], &iov, 1, MSGF_RETRIED))
-				sent++;
+		unsigned sent = fan_out(w, snap, type == T_HEADLINE ? TO_AVAILABLE : TO_BEST, rec->arg,
+					&iov, 1, MSGF_RETRIED);
 		if (sent || type == T_HEADLINE)
 			return;
 	}

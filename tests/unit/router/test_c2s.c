@@ -201,7 +201,7 @@ static const struct net_ops fake_ops = {
 
 /* ---- the fixture ---------------------------------------------------------- */
 
-#define MAX_CLIENTS 32
+#define MAX_CLIENTS 128
 
 struct cli;
 
@@ -1434,6 +1434,35 @@ static void test_close_and_unavailable(void **state)
 	assert_true(cli_closed(c));
 }
 
+/* Fan-out has no fixed width: with 70 resources of one account (once
+ * capped at 64, so the 65th never got its own presence echo), each gets
+ * its echo (asserted by login()), the first sees the last one's presence,
+ * and a chat to the bare JID reaches every one of them (all priority 0). */
+static void test_many_resources(void **state)
+{
+	(void)state;
+	enum { N = 70 };
+	struct cli *b[N];
+	char res[16];
+
+	for (int i = 0; i < N; i++) {
+		snprintf(res, sizeof(res), "m%d", i);
+		b[i] = login((unsigned)i % 2, "bob", "hunter2", res, true);
+	}
+	HAS(cli_take(b[0]), "from='bob@" DOMAIN "/m69'");
+	for (int i = 0; i < N; i++)
+		cli_take(b[i]);
+	struct cli *a = login(0, "alice", "secret", "r1", true);
+	cli_send(a, "<message to='bob@" DOMAIN "' type='chat' id='fan'><body>all</body></message>");
+	pump();
+	for (int i = 0; i < N; i++) {
+		const char *t = cli_take(b[i]);
+		if (!strstr(t, "id='fan'"))
+			fail_msg("resource m%d did not get the message to the bare JID", i);
+	}
+	assert_string_equal(cli_take(a), "");
+}
+
 /* ---- 9. the output limit ---------------------------------------------------- */
 
 static struct tweak small_output = { .max_output = 256u * 1024u };
@@ -1703,6 +1732,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_auth_pipelined_restart, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stream_details, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stale_handle, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_many_resources, fx_setup, fx_teardown),
 		/* max 3: the third failure is throttled (a timer sends it);
 		 * max 2: the second is not (sent from the control thread's answer). */
 		cmocka_unit_test_setup_teardown(test_auth_failures_pipelined_throttled, fx_setup, fx_teardown),
