@@ -124,7 +124,7 @@ static struct session *session_new(struct worker *w, struct net_conn conn, const
  * per-thread pool rather than malloc: a stanza delivered to an idle
  * session takes a block and its flush gives it back. */
 #define SBUF_BLOCK 4096u
-#define SBUF_POOL  256u
+#define SBUF_POOL  64u
 
 static _Thread_local struct {
 	char *blk[SBUF_POOL];
