@@ -564,15 +564,8 @@ void c2s_auth_answer(struct session *s, const uint8_t *ans, size_t len)
 static void iq_result_bind(struct session *s, struct xml_view *v, const char *full, size_t len)
 {
 	struct xmlw x;
-	char idbuf[1100];
 
-	xmlw_init(&x, s->w->scratch, s->w->scratch_cap);
-	xmlw_start(&x, "iq");
-	xmlw_attr_str(&x, "type", "result");
-	if (v->info.id != XML_NO_TOK && v->tok[v->info.id].b < sizeof(idbuf)) {
-		struct xml_slice id = xml_tok_value(v, v->info.id, idbuf);
-		xmlw_attr(&x, "id", id.ptr, id.len);
-	}
+	reply_begin(&x, s->w->scratch, s->w->scratch_cap, v, "iq", "result", NULL, 0, NULL, 0);
 	xmlw_start(&x, "bind");
 	xmlw_ns(&x, NULL, NS_BIND);
 	xmlw_start(&x, "jid");
@@ -587,15 +580,8 @@ static void iq_result_bind(struct session *s, struct xml_view *v, const char *fu
 static void c2s_iq_error(struct session *s, struct xml_view *v, const char *type, const char *condition)
 {
 	struct xmlw x;
-	char idbuf[1100];
 
-	xmlw_init(&x, s->w->scratch, s->w->scratch_cap);
-	xmlw_start(&x, "iq");
-	xmlw_attr_str(&x, "type", "error");
-	if (v->info.id != XML_NO_TOK && v->tok[v->info.id].b < sizeof(idbuf)) {
-		struct xml_slice id = xml_tok_value(v, v->info.id, idbuf);
-		xmlw_attr(&x, "id", id.ptr, id.len);
-	}
+	reply_begin(&x, s->w->scratch, s->w->scratch_cap, v, "iq", "error", NULL, 0, NULL, 0);
 	xmlw_start(&x, "error");
 	xmlw_attr_str(&x, "type", type);
 	xmlw_start(&x, condition);
@@ -756,14 +742,7 @@ static void handle_stanza(struct session *s, const char *buf, size_t len)
 	if (is_iq_set_with(v, "session", NS_SESSION, &child) && v->info.to == XML_NO_TOK) {
 		/* RFC 3921 session establishment: nothing left to do. */
 		struct xmlw x;
-		char idbuf[1100];
-		xmlw_init(&x, s->w->scratch, s->w->scratch_cap);
-		xmlw_start(&x, "iq");
-		xmlw_attr_str(&x, "type", "result");
-		if (v->info.id != XML_NO_TOK && v->tok[v->info.id].b < sizeof(idbuf)) {
-			struct xml_slice id = xml_tok_value(v, v->info.id, idbuf);
-			xmlw_attr(&x, "id", id.ptr, id.len);
-		}
+		reply_begin(&x, s->w->scratch, s->w->scratch_cap, v, "iq", "result", NULL, 0, NULL, 0);
 		xmlw_end(&x);
 		send_xmlw(s, &x, false);
 		return;

@@ -77,6 +77,27 @@ static const char *kind_name(enum kind k)
 
 /* ---- errors ----------------------------------------------------------------- */
 
+/* IDs longer than this are not echoed (an abuse, not a client). */
+#define REPLY_ID_MAX 1024u
+
+void reply_begin(struct xmlw *x, char *buf, size_t cap, struct xml_view *v, const char *name,
+		 const char *type, const char *from, size_t from_len, const char *to, size_t to_len)
+{
+	char idbuf[REPLY_ID_MAX];
+
+	xmlw_init(x, buf, cap);
+	xmlw_start(x, name);
+	if (from)
+		xmlw_attr(x, "from", from, from_len);
+	if (to)
+		xmlw_attr(x, "to", to, to_len);
+	xmlw_attr_str(x, "type", type);
+	if (v->info.id != XML_NO_TOK && v->tok[v->info.id].b <= sizeof(idbuf)) {
+		struct xml_slice id = xml_tok_value(v, v->info.id, idbuf);
+		xmlw_attr(x, "id", id.ptr, id.len);
+	}
+}
+
 /* An error reply built from the stanza in v: 'from' and 'to' swapped (the
  * sender's 'to', or our domain, becomes 'from'), same 'id', the error
  * child. Written into buf; returns its length or 0. */
@@ -85,20 +106,9 @@ static size_t build_error(struct xml_view *v, enum kind k, const char *from, siz
 			  char *buf, size_t cap)
 {
 	struct xmlw x;
-	char idbuf[1100];
 	size_t len;
 
-	xmlw_init(&x, buf, cap);
-	xmlw_start(&x, kind_name(k));
-	if (from)
-		xmlw_attr(&x, "from", from, from_len);
-	if (to)
-		xmlw_attr(&x, "to", to, to_len);
-	xmlw_attr_str(&x, "type", "error");
-	if (v->info.id != XML_NO_TOK && v->tok[v->info.id].b < sizeof(idbuf)) {
-		struct xml_slice id = xml_tok_value(v, v->info.id, idbuf);
-		xmlw_attr(&x, "id", id.ptr, id.len);
-	}
+	reply_begin(&x, buf, cap, v, kind_name(k), "error", from, from_len, to, to_len);
 	xmlw_start(&x, "error");
 	xmlw_attr_str(&x, "type", etype);
 	xmlw_start(&x, cond);
@@ -205,21 +215,12 @@ static unsigned fan_out(struct worker *w, const struct route_snap *snap, enum fa
 static void reply_result(struct session *s, struct stanza *st)
 {
 	struct xmlw x;
-	char idbuf[1100];
+	struct jid_slice f = { NULL, 0 };
 	size_t len;
 
-	xmlw_init(&x, s->w->scratch, s->w->scratch_cap);
-	xmlw_start(&x, "iq");
-	if (st->has_to) {
-		struct jid_slice f = jid_full(&st->to);
-		xmlw_attr(&x, "from", f.ptr, f.len);
-	}
-	xmlw_attr(&x, "to", s->jid, s->jid_len);
-	xmlw_attr_str(&x, "type", "result");
-	if (st->v->info.id != XML_NO_TOK && st->v->tok[st->v->info.id].b < sizeof(idbuf)) {
-		struct xml_slice id = xml_tok_value(st->v, st->v->info.id, idbuf);
-		xmlw_attr(&x, "id", id.ptr, id.len);
-	}
+	if (st->has_to)
+		f = jid_full(&st->to);
+	reply_begin(&x, s->w->scratch, s->w->scratch_cap, st->v, "iq", "result", f.ptr, f.len, s->jid, s->jid_len);
 	xmlw_end(&x);
 	if (xmlw_finish(&x, &len) == XMLW_OK)
 		session_write(s, s->w->scratch, len);

@@ -129,6 +129,12 @@ void deliver_from_client(struct session *s, struct xml_view *v);
 /* A MSG_STANZA record from another worker. */
 void deliver_record(struct worker *w, const struct ring_rec *rec);
 
+/* Start a reply to the stanza in v into buf: <name [from] [to] type='type'
+ * id='the same id'>, left open for the payload (xmlw, parser/xmlw.h). */
+struct xmlw;
+void reply_begin(struct xmlw *x, char *buf, size_t cap, struct xml_view *v, const char *name,
+		 const char *type, const char *from, size_t from_len, const char *to, size_t to_len);
+
 /* The session left the routing table while available: its unavailable
  * presence goes to the user's other resources. */
 void deliver_gone(struct session *s);
