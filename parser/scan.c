@@ -4,6 +4,10 @@
  * (pshufb): lo[c & 15] & hi[c >> 4] is non-zero exactly for members. Bytes
  * >= 0x80 have a high nibble of 8..15, whose hi[] entries are zero, so they
  * never match, as in the scalar table.
+ *
+ * xml_mark4 is the framer's kernel: four cmpeq/movemask per 64 bytes give
+ * the positions of four bytes at once, so the framer pays one call per
+ * block instead of one per short run.
  */
 #include <assert.h>
 #include <string.h>
@@ -44,7 +48,98 @@ size_t xml_scan_scalar(const struct xml_charset *cs, const char *buf, size_t len
 	return len;
 }
 
+void xml_mark4_scalar(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	const uint8_t *p = (const uint8_t *)buf + off;
+	size_t n = len - off < 64 ? len - off : 64;
+	uint64_t r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = (char)p[i];
+		r0 |= (uint64_t)(c == chars[0]) << i;
+		r1 |= (uint64_t)(c == chars[1]) << i;
+		r2 |= (uint64_t)(c == chars[2]) << i;
+		r3 |= (uint64_t)(c == chars[3]) << i;
+	}
+	m[0] = r0;
+	m[1] = r1;
+	m[2] = r2;
+	m[3] = r3;
+}
+
 #ifdef SCAN_X86
+
+/* The 64 bytes a vector kernel reads for the block at off, without reading
+ * outside buf[0..len): the block itself; or, near the end, the last 64
+ * bytes of buf, with the masks to be shifted down by *sh; or, for a buffer
+ * shorter than 64, a padded copy whose padding *lim masks off. */
+static inline const char *block_at(const char *buf, size_t off, size_t len, unsigned *sh, uint64_t *lim,
+				   char *tmp)
+{
+	*sh = 0;
+	*lim = ~(uint64_t)0;
+	if (len - off >= 64)
+		return buf + off;
+	if (len >= 64) {
+		*sh = (unsigned)(off + 64 - len);
+		return buf + len - 64;
+	}
+	memset(tmp, 0, 64);
+	memcpy(tmp, buf + off, len - off);
+	*lim = ((uint64_t)1 << (len - off)) - 1;
+	return tmp;
+}
+
+__attribute__((target("sse4.2")))
+static void mark4_sse42(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	char tmp[64];
+	unsigned sh;
+	uint64_t lim;
+	const char *p = block_at(buf, off, len, &sh, &lim, tmp);
+	__m128i v0 = _mm_loadu_si128((const __m128i *)p);
+	__m128i v1 = _mm_loadu_si128((const __m128i *)(p + 16));
+	__m128i v2 = _mm_loadu_si128((const __m128i *)(p + 32));
+	__m128i v3 = _mm_loadu_si128((const __m128i *)(p + 48));
+
+	for (unsigned j = 0; j < 4; j++) {
+		__m128i c = _mm_set1_epi8(chars[j]);
+		uint64_t r = (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v0, c)) |
+			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v1, c)) << 16 |
+			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v2, c)) << 32 |
+			     (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v3, c)) << 48;
+		m[j] = (r >> sh) & lim;
+	}
+}
+
+__attribute__((target("avx2")))
+static void mark4_avx2(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	char tmp[64];
+	unsigned sh;
+	uint64_t lim;
+	const char *p = block_at(buf, off, len, &sh, &lim, tmp);
+	__m256i a = _mm256_loadu_si256((const __m256i *)p);
+	__m256i b = _mm256_loadu_si256((const __m256i *)(p + 32));
+
+	for (unsigned j = 0; j < 4; j++) {
+		__m256i c = _mm256_set1_epi8(chars[j]);
+		uint64_t r = (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, c)) |
+			     (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, c)) << 32;
+		m[j] = (r >> sh) & lim;
+	}
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void mark4_avx512(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	/* Masked load and compare: bytes past len are neither read nor matched. */
+	__mmask64 k = len - off >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (len - off)) - 1;
+	__m512i v = _mm512_maskz_loadu_epi8(k, (const void *)(buf + off));
+
+	for (unsigned j = 0; j < 4; j++)
+		m[j] = _mm512_mask_cmpeq_epi8_mask(k, v, _mm512_set1_epi8(chars[j]));
+}
 
 __attribute__((target("ssse3,sse4.2")))
 static size_t scan_sse42(const struct xml_charset *cs, const char *buf, size_t len)
@@ -118,20 +213,36 @@ static size_t scan_avx512(const struct xml_charset *cs, const char *buf, size_t 
 #endif /* SCAN_X86 */
 
 static size_t (*scan_fn)(const struct xml_charset *, const char *, size_t) = xml_scan_scalar;
+static void (*mark4_fn)(const char *, const char *, size_t, size_t, uint64_t *) = xml_mark4_scalar;
+int xml_mark4_wide;
 
 void xml_scan_select(enum simd_level level)
 {
 	scan_fn = xml_scan_scalar;
+	mark4_fn = xml_mark4_scalar;
+	xml_mark4_wide = 0;
 #ifdef SCAN_X86
-	if (level >= SIMD_AVX512)
+	if (level >= SIMD_AVX512) {
 		scan_fn = scan_avx512;
-	else if (level >= SIMD_AVX2)
+		mark4_fn = mark4_avx512;
+		xml_mark4_wide = 1;
+	} else if (level >= SIMD_AVX2) {
 		scan_fn = scan_avx2;
-	else if (level >= SIMD_SSE42)
+		mark4_fn = mark4_avx2;
+		xml_mark4_wide = 1;
+	} else if (level >= SIMD_SSE42) {
 		scan_fn = scan_sse42;
+		mark4_fn = mark4_sse42;
+		xml_mark4_wide = 1;
+	}
 #else
 	(void)level;
 #endif
+}
+
+void xml_mark4(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	mark4_fn(chars, buf, off, len, m);
 }
 
 size_t xml_scan(const struct xml_charset *cs, const char *buf, size_t len)

@@ -19,7 +19,9 @@
  * all in 0x20..0x7F (most XMPP traffic) costs one signed compare: it cannot
  * hold a fault except a sequence left open by the chunk before. An ASCII
  * chunk with controls (pretty-printed XML: LF, TAB) needs only the Char test.
- * Only chunks with non-ASCII bytes pay for the full check. The tail is
+ * Only chunks with non-ASCII bytes pay for the full check. A buffer of
+ * more than 64 + 32 bytes ends with its last 64 bytes checked again after
+ * the bytes before them (no copy); a shorter one's tail is
  * padded with spaces, not zeros, so the padding is a valid Char that also
  * ends any sequence cut by the end of the buffer; a buffer that ends on a
  * chunk edge is checked for an open sequence instead.
@@ -293,7 +295,15 @@ static enum xml_utf8_result validate_sse42(const char *buf, size_t len)
 
 	for (; len - i >= CHUNK; i += CHUNK)
 		sse_chunk(&st, p + i);
-	if (i < len) {
+	if (i < len && len >= CHUNK + 16) {
+		/* The last 64 bytes again, after the 16 before them: with that
+		 * context, bytes seen twice only raise again what they raised
+		 * the first time, and the chunk before's open sequence is
+		 * checked inside this one. No copy of the tail. */
+		st.prev = _mm_loadu_si128((const __m128i *)(p + len - CHUNK - 16));
+		st.open = _mm_setzero_si128();
+		sse_chunk(&st, p + len - CHUNK);
+	} else if (i < len) {
 		unsigned char tail[CHUNK];
 
 		memset(tail, ' ', sizeof tail);
@@ -406,7 +416,12 @@ static enum xml_utf8_result validate_avx2(const char *buf, size_t len)
 
 	for (; len - i >= CHUNK; i += CHUNK)
 		avx2_chunk(&st, p + i);
-	if (i < len) {
+	if (i < len && len >= CHUNK + 32) {
+		/* As in validate_sse42: the last 64 bytes again, in context. */
+		st.prev = _mm256_loadu_si256((const __m256i *)(p + len - CHUNK - 32));
+		st.open = _mm256_setzero_si256();
+		avx2_chunk(&st, p + len - CHUNK);
+	} else if (i < len) {
 		unsigned char tail[CHUNK];
 
 		memset(tail, ' ', sizeof tail);

@@ -2,8 +2,9 @@
  * stream close end? A resumable state machine over the connection's buffer.
  *
  * Only the bytes that decide boundaries are looked at: '<' in content, quotes
- * and '>' inside tags, "]]>" in CDATA. Everything between is skipped with
- * memchr or the SIMD set scan. The state survives any split: a call resumes
+ * and '>' inside tags, "]]>" in CDATA. Everything between is skipped: with
+ * the bitmasks of xml_mark4, 64 bytes per call, at the SIMD levels; with
+ * memchr and the set scan at the scalar one. The state survives any split: a call resumes
  * at f->pos, where the previous one stopped. The only bytes ever looked at
  * twice are the few of a "<!" or "<?" whose meaning needs the next 7 bytes
  * and which arrived cut short.
@@ -37,12 +38,55 @@ enum frame_flags {
 	F_SEEN = 4,     /* prolog: bytes were seen, an XML declaration is no longer allowed */
 };
 
-static struct xml_charset cs_tag;   /* " ' > */
+/* The boundary bytes, found 64 at a time (xml_mark4) so that stepping
+ * from one to the next is a shift and a tzcnt, not a call. */
+enum frame_class {
+	FC_DQ,
+	FC_SQ,
+	FC_GT,
+	FC_LT,
+	FC_TAG,      /* " ' >: what ends a run inside a tag */
+	FC_N,
+};
+
+static const char frame_bytes[4] = { '"', '\'', '>', '<' };
+static struct xml_charset cs_tag;   /* " ' >, for the scalar level */
 
 __attribute__((constructor))
 static void frame_charsets_init(void)
 {
 	xml_charset_init(&cs_tag, "\"'>", 3);
+}
+
+/* One call's view of the buffer: the masks of the 64 bytes from off. */
+struct frame_blk {
+	size_t off;
+	uint64_t m[FC_N];
+};
+
+/* Index of the first byte at or after pos in class k, or len. wide:
+ * xml_mark4_wide, a constant in each copy of frame_run. */
+static inline __attribute__((always_inline))
+size_t frame_find(struct frame_blk *fb, const char *buf, size_t pos, size_t len, unsigned k, const int wide)
+{
+	if (!wide) {
+		if (k == FC_TAG)
+			return pos + xml_scan(&cs_tag, buf + pos, len - pos);
+		const char *r = memchr(buf + pos, frame_bytes[k], len - pos);
+		return r ? (size_t)(r - buf) : len;
+	}
+	while (pos < len) {
+		if (pos - fb->off >= 64) {   /* also when pos < fb->off: it wraps */
+			xml_mark4(frame_bytes, buf, pos, len, fb->m);
+			fb->m[FC_TAG] = fb->m[FC_DQ] | fb->m[FC_SQ] | fb->m[FC_GT];
+			fb->off = pos;
+		}
+		uint64_t m = fb->m[k] >> (pos - fb->off);
+		if (m)
+			return pos + (size_t)__builtin_ctzll(m);   /* bits past len are 0 */
+		pos = fb->off + 64;
+	}
+	return len;
 }
 
 const char *xml_error_condition(enum xml_error err)
@@ -103,6 +147,16 @@ static enum xml_event frame_fail(struct xml_framer *f, enum xml_error err, struc
 	return XML_ERROR;
 }
 
+/* A fault found at pos. Past the size limit, the limit wins: a run fed
+ * in pieces would have stopped there with policy-violation before seeing
+ * the fault, and the error must not depend on how the bytes arrived. */
+static enum xml_event frame_fail_at(struct xml_framer *f, enum xml_error err, uint32_t pos, struct xml_span *sp)
+{
+	if ((f->flags & F_ITEM) && pos - f->start > f->max_stanza)
+		err = XML_ERR_POLICY_VIOLATION;
+	return frame_fail(f, err, sp);
+}
+
 /* An item ends at `end`: report it and rebase on the bytes after it. */
 static enum xml_event frame_emit(struct xml_framer *f, enum xml_event ev, uint32_t end, struct xml_span *sp)
 {
@@ -117,10 +171,17 @@ static enum xml_event frame_emit(struct xml_framer *f, enum xml_event ev, uint32
 	return ev;
 }
 
-enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, struct xml_span *sp)
+/* The framer, compiled twice: with and without 64-byte masks (wide is a
+ * constant in each copy, so neither pays for the other's test). */
+static inline __attribute__((always_inline))
+enum xml_event frame_run(struct xml_framer *f, const char *buf, size_t len, struct xml_span *sp, const int wide)
 {
 	const uint8_t *p = (const uint8_t *)buf;
 	uint32_t pos = f->pos;
+	unsigned st = f->state;      /* kept here, stored back at the exits */
+	struct frame_blk fb;
+
+	fb.off = SIZE_MAX / 2;       /* no block yet: pos - off >= 64 for any pos */
 
 	if (f->err)
 		return frame_fail(f, (enum xml_error)f->err, sp);
@@ -136,15 +197,15 @@ enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, stru
 	assert(pos <= len);
 
 	for (;;) {
-		switch ((enum frame_state)f->state) {
+		switch ((enum frame_state)st) {
 		case S_TEXT:
 			if (f->depth >= 2) {
-				const uint8_t *lt = memchr(p + pos, '<', len - pos);
-				if (!lt) {
+				size_t lt = frame_find(&fb, buf, pos, len, FC_LT, wide);
+				if (lt == len) {
 					pos = (uint32_t)len;
 					goto again;
 				}
-				pos = (uint32_t)(lt - p);
+				pos = (uint32_t)lt;
 			} else {
 				/* Between stanzas (or before the header) only
 				 * whitespace may stand: keepalives. */
@@ -154,51 +215,61 @@ enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, stru
 					f->flags |= F_SEEN;
 				if (pos == len)
 					goto again;
-				if (p[pos] != '<')
-					return frame_fail(f, f->depth ? XML_ERR_BAD_FORMAT : XML_ERR_NOT_WELL_FORMED, sp);
+				if (p[pos] != '<') {
+					enum xml_error err = f->depth ? XML_ERR_BAD_FORMAT : XML_ERR_NOT_WELL_FORMED;
+					/* A stream that opens with a byte no UTF-8 text
+					 * starts with (a UTF-16 byte order mark, say). */
+					if (!f->depth && (p[pos] >= 0xF5 || (p[pos] >= 0x80 && p[pos] < 0xC2)))
+						err = XML_ERR_UNSUPPORTED_ENCODING;
+					return frame_fail_at(f, err, pos, sp);
+				}
 				if (!(f->flags & F_ITEM)) {
 					f->flags |= F_ITEM;
 					f->start = pos;
 				}
 			}
 			pos++;
-			f->state = S_LT;
+			st = S_LT;
 			/* fall through */
 		case S_LT:
 			if (pos == len)
 				goto again;
 			if (p[pos] == '/') {
 				if (f->depth == 0)
-					return frame_fail(f, XML_ERR_NOT_WELL_FORMED, sp);
+					return frame_fail_at(f, XML_ERR_NOT_WELL_FORMED, pos, sp);
 				f->flags |= F_END;
 				pos++;
-				f->state = S_TAG;
+				st = S_TAG;
 			} else if (p[pos] == '!') {
 				pos++;
-				f->state = S_BANG;
+				st = S_BANG;
 			} else if (p[pos] == '?') {
 				pos++;
-				f->state = S_QMARK;
+				st = S_QMARK;
 			} else {
-				f->state = S_TAG;
+				st = S_TAG;
 			}
 			break;
 
 		case S_TAG: {
-			size_t q = pos + xml_scan(&cs_tag, buf + pos, len - pos);
-			if (q == len) {
-				pos = (uint32_t)len;
-				goto again;
-			}
-			if (p[q] == '"') {
-				f->state = S_DQUOTE;
-				pos = (uint32_t)q + 1;
-				break;
-			}
-			if (p[q] == '\'') {
-				f->state = S_SQUOTE;
-				pos = (uint32_t)q + 1;
-				break;
+			size_t q;
+			for (;;) {
+				q = frame_find(&fb, buf, pos, len, FC_TAG, wide);
+				if (q == len) {
+					pos = (uint32_t)len;
+					goto again;
+				}
+				if (p[q] == '>')
+					break;
+				/* A quoted value: straight on to its closing quote. */
+				unsigned dq = p[q] == '"';
+				size_t qe = frame_find(&fb, buf, q + 1, len, dq ? FC_DQ : FC_SQ, wide);
+				if (qe == len) {
+					st = dq ? S_DQUOTE : S_SQUOTE;
+					pos = (uint32_t)len;
+					goto again;
+				}
+				pos = (uint32_t)qe + 1;
 			}
 			/* '>' ends the tag. */
 			pos = (uint32_t)q + 1;
@@ -214,7 +285,7 @@ enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, stru
 			} else if (p[q - 1] == '/') {
 				/* <empty/>: '/' right before '>' outside quotes. */
 				if (f->depth == 0)
-					return frame_fail(f, XML_ERR_BAD_FORMAT, sp);
+					return frame_fail_at(f, XML_ERR_BAD_FORMAT, pos, sp);
 				if (f->depth == 1)
 					return frame_emit(f, XML_STANZA, pos, sp);
 			} else {
@@ -224,21 +295,21 @@ enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, stru
 					return frame_emit(f, XML_STREAM_OPEN, pos, sp);
 				}
 				if (++f->depth > f->max_depth)
-					return frame_fail(f, XML_ERR_POLICY_VIOLATION, sp);
+					return frame_fail_at(f, XML_ERR_POLICY_VIOLATION, pos, sp);
 			}
-			f->state = S_TEXT;
+			st = S_TEXT;
 			break;
 		}
 
 		case S_DQUOTE:
 		case S_SQUOTE: {
-			const uint8_t *qe = memchr(p + pos, f->state == S_DQUOTE ? '"' : '\'', len - pos);
-			if (!qe) {
+			size_t qe = frame_find(&fb, buf, pos, len, st == S_DQUOTE ? FC_DQ : FC_SQ, wide);
+			if (qe == len) {
 				pos = (uint32_t)len;
 				goto again;
 			}
-			pos = (uint32_t)(qe - p) + 1;
-			f->state = S_TAG;
+			pos = (uint32_t)qe + 1;
+			st = S_TAG;
 			break;
 		}
 
@@ -248,17 +319,17 @@ enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, stru
 			if (pos == len)
 				goto again;
 			if (p[pos] == '-' || p[pos] == 'D')
-				return frame_fail(f, XML_ERR_RESTRICTED_XML, sp);
+				return frame_fail_at(f, XML_ERR_RESTRICTED_XML, pos, sp);
 			if (p[pos] != '[')
-				return frame_fail(f, XML_ERR_NOT_WELL_FORMED, sp);
+				return frame_fail_at(f, XML_ERR_NOT_WELL_FORMED, pos, sp);
 			if (len - pos < 7)
 				goto again;
 			if (memcmp(p + pos, "[CDATA[", 7) != 0)
-				return frame_fail(f, XML_ERR_NOT_WELL_FORMED, sp);
+				return frame_fail_at(f, XML_ERR_NOT_WELL_FORMED, pos, sp);
 			if (f->depth < 2)
-				return frame_fail(f, f->depth ? XML_ERR_BAD_FORMAT : XML_ERR_NOT_WELL_FORMED, sp);
+				return frame_fail_at(f, f->depth ? XML_ERR_BAD_FORMAT : XML_ERR_NOT_WELL_FORMED, pos, sp);
 			pos += 7;
-			f->state = S_CDATA;
+			st = S_CDATA;
 			/* fall through */
 		case S_CDATA:
 			for (;;) {
@@ -275,20 +346,20 @@ enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, stru
 				pos++;
 			}
 			pos += 3;
-			f->state = S_TEXT;
+			st = S_TEXT;
 			break;
 
 		case S_QMARK:
 			/* Only the XML declaration, first thing in the stream. */
 			if (f->phase != PH_PROLOG || (f->flags & F_SEEN) || f->start != pos - 2)
-				return frame_fail(f, XML_ERR_RESTRICTED_XML, sp);
+				return frame_fail_at(f, XML_ERR_RESTRICTED_XML, pos, sp);
 			if (len - pos < 4)
 				goto again;
 			if (memcmp(p + pos, "xml", 3) != 0 || !is_ws(p[pos + 3]))
-				return frame_fail(f, XML_ERR_RESTRICTED_XML, sp);
+				return frame_fail_at(f, XML_ERR_RESTRICTED_XML, pos, sp);
 			pos += 4;
 			f->flags |= F_SEEN;
-			f->state = S_DECL;
+			st = S_DECL;
 			/* fall through */
 		case S_DECL:
 			for (;;) {
@@ -305,12 +376,13 @@ enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, stru
 				pos++;
 			}
 			pos += 2;
-			f->state = S_TEXT;  /* F_ITEM stays: the header item goes on */
+			st = S_TEXT;  /* F_ITEM stays: the header item goes on */
 			break;
 		}
 	}
 
 again:
+	f->state = (uint8_t)st;
 	if (f->flags & F_ITEM) {
 		if (pos - f->start > f->max_stanza)
 			return frame_fail(f, XML_ERR_POLICY_VIOLATION, sp);
@@ -323,4 +395,11 @@ again:
 		f->pos = 0;
 	}
 	return XML_AGAIN;
+}
+
+enum xml_event xml_frame(struct xml_framer *f, const char *buf, size_t len, struct xml_span *sp)
+{
+	if (xml_mark4_wide)
+		return frame_run(f, buf, len, sp, 1);
+	return frame_run(f, buf, len, sp, 0);
 }

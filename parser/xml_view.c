@@ -40,9 +40,24 @@ static const uint8_t name_class[128] = {
 	['7'] = 2, ['8'] = 2, ['9'] = 2, ['-'] = 2, ['.'] = 2,
 };
 
+/* name_class for all 256 bytes, one load per byte in the name loop:
+ * N_START for an ASCII NameStartChar, N_CHAR for any ASCII NameChar,
+ * N_HI for >= 0x80 (the per-character path decides). */
+enum { N_START = 1, N_CHAR = 2, N_HI = 4 };
+static uint8_t name_tab[256];
+
+__attribute__((constructor))
+static void view_name_tab_init(void)
+{
+	for (unsigned c = 0; c < 256; c++)
+		name_tab[c] = c >= 0x80 ? N_HI : name_class[c] == 1 ? N_START | N_CHAR : name_class[c] ? N_CHAR : 0;
+}
+
 static inline int is_ws(uint8_t c)
 {
-	return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+	const uint64_t ws = 1ull << ' ' | 1ull << '\n' | 1ull << '\t' | 1ull << '\r';
+
+	return c <= ' ' && ((ws >> c) & 1);
 }
 
 static inline int is_xml_char(uint32_t c)
@@ -81,11 +96,9 @@ static unsigned utf8_decode(const uint8_t *p, uint32_t *cp)
 	return 4;
 }
 
-/* An NCName (no colon) at p; returns its end, or NULL if there is none. */
-static const uint8_t *scan_ncname(const uint8_t *p, const uint8_t *e)
+/* The general NCName loop, from p; first: p is the name's first byte. */
+static const uint8_t *scan_ncname_slow(const uint8_t *p, const uint8_t *e, int first)
 {
-	int first = 1;
-
 	while (p < e) {
 		uint8_t c = *p;
 		if (c < 0x80) {
@@ -105,9 +118,49 @@ static const uint8_t *scan_ncname(const uint8_t *p, const uint8_t *e)
 	return first ? NULL : p;
 }
 
+/* An NCName (no colon) at p; returns its end, or NULL if there is none.
+ * ASCII names, nearly all of them, take the table loop. */
+static inline const uint8_t *scan_ncname(const uint8_t *p, const uint8_t *e)
+{
+	if (p >= e)
+		return NULL;
+	if (!(name_tab[*p] & N_START))
+		return *p >= 0x80 ? scan_ncname_slow(p, e, 1) : NULL;
+	p++;
+	for (; e - p >= 4; p += 4) {
+		if (!(name_tab[p[0]] & N_CHAR))
+			goto out;
+		if (!(name_tab[p[1]] & N_CHAR))
+			return p[1] >= 0x80 ? scan_ncname_slow(p + 1, e, 0) : p + 1;
+		if (!(name_tab[p[2]] & N_CHAR)) {
+			p += 2;
+			goto out;
+		}
+		if (!(name_tab[p[3]] & N_CHAR)) {
+			p += 3;
+			goto out;
+		}
+	}
+	while (p < e && (name_tab[*p] & N_CHAR))
+		p++;
+out:
+	if (p < e && *p >= 0x80)
+		return scan_ncname_slow(p, e, 0);
+	return p;
+}
+
+/* Whitespace at p: usually none or one byte. */
+static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *e)
+{
+	while (p < e && is_ws(*p))
+		p++;
+	return p;
+}
+
 /* A QName (NCName, or NCName ':' NCName) at p. Returns its end or NULL;
  * *prefix gets the prefix length (0 when unprefixed). */
-static const uint8_t *scan_qname(const uint8_t *p, const uint8_t *e, uint16_t *prefix)
+static inline __attribute__((always_inline))
+const uint8_t *scan_qname(const uint8_t *p, const uint8_t *e, uint16_t *prefix)
 {
 	const uint8_t *q = scan_ncname(p, e);
 
@@ -309,8 +362,7 @@ static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint3
 
 	for (;;) {
 		const uint8_t *ws = q;
-		while (q < e && is_ws(*q))
-			q++;
+		q = skip_ws(q, e);
 		if (q >= e)
 			goto nwf;
 		if (*q == '>') {
@@ -331,16 +383,16 @@ static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint3
 		const uint8_t *an = q;
 		uint16_t aprefix;
 		q = scan_qname(an, e, &aprefix);
-		if (!q)
+		if (!q) {
+			q = an;   /* the error is reported at the bad name */
 			goto nwf;
+		}
 		const uint8_t *an_end = q;
-		while (q < e && is_ws(*q))
-			q++;
+		if (q < e && *q != '=')
+			q = skip_ws(q, e);
 		if (q >= e || *q != '=')
 			goto nwf;
-		q++;
-		while (q < e && is_ws(*q))
-			q++;
+		q = skip_ws(q + 1, e);
 		if (q >= e || (*q != '"' && *q != '\''))
 			goto nwf;
 		uint8_t quote = *q++;
@@ -402,6 +454,7 @@ static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint3
 		return NULL;
 	}
 	t->ns = (uint16_t)ns;
+	uint64_t seen = 0;
 	for (uint32_t i = elem + 1; i <= elem + nattr; i++) {
 		struct xml_token *a = &v->tok[i];
 		if (a->prefix) {
@@ -414,10 +467,22 @@ static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint3
 		} else {
 			a->ns = XML_NS_NONE;
 		}
-		/* Unique attribute names, literally and after expansion. */
+		/* Unique attribute names, literally and after expansion. Both
+		 * kinds of duplicate share the local name, so a 64-bit set of
+		 * hashed local names lets nearly every attribute skip the
+		 * pairwise comparison. */
+		uint32_t skip = a->prefix ? a->prefix + 1u : 0u;
+		const uint8_t *ln = b->s + a->off + skip;
+		uint32_t ll = a->len - skip;
+		uint64_t bit = (uint64_t)1 << ((ll + 3u * ln[0] + 5u * ln[ll - 1]) & 63);
+		if (!(seen & bit)) {
+			seen |= bit;
+			continue;
+		}
 		for (uint32_t j = elem + 1; j < i; j++) {
 			const struct xml_token *o = &v->tok[j];
-			int dup = o->len == a->len && !memcmp(b->s + o->off, b->s + a->off, a->len);
+			int dup = o->len == a->len && b->s[o->off] == b->s[a->off] &&
+				  !memcmp(b->s + o->off, b->s + a->off, a->len);
 			if (!dup && a->ns != XML_NS_NONE && o->ns != XML_NS_NONE) {
 				struct xml_slice al = xml_tok_local(v, i), ol = xml_tok_local(v, j);
 				const struct xml_ns *na = &v->ns[a->ns], *no = &v->ns[o->ns];

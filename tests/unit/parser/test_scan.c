@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "parser/scan.h"
+#include "parser/simd.h"
 
 #define MAX_LEN 300
 
@@ -288,6 +289,60 @@ static void test_guard_pages(void **state)
 	assert_int_equal(munmap(map, span), 0);
 }
 
+/* xml_mark4: at every level, against masks computed here byte by byte,
+ * for random buffers (the four structural bytes the framer asks for mixed
+ * with others and with bytes >= 0x80), every start offset and length, and
+ * buffers ending against a PROT_NONE page so a read past len faults. */
+static void mark4_expect(const char c[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	for (int j = 0; j < 4; j++) {
+		m[j] = 0;
+		for (size_t i = 0; i < 64 && off + i < len; i++)
+			if (buf[off + i] == c[j])
+				m[j] |= 1ull << i;
+	}
+}
+
+static void mark4_check_levels(const char c[4], const char *buf, size_t off, size_t len)
+{
+	uint64_t want[4], got[4];
+	enum simd_level best = simd_detect();
+
+	mark4_expect(c, buf, off, len, want);
+	xml_mark4_scalar(c, buf, off, len, got);
+	assert_memory_equal(got, want, sizeof(want));
+	for (int lv = SIMD_SCALAR; lv <= (int)best; lv++) {
+		simd_set_level((enum simd_level)lv);
+		memset(got, 0xa5, sizeof(got));
+		xml_mark4(c, buf, off, len, got);
+		if (memcmp(got, want, sizeof(want)))
+			fail_msg("xml_mark4 at level %d, off %zu len %zu", lv, off, len);
+	}
+	simd_set_level(best);
+}
+
+static void test_mark4(void **state)
+{
+	static const char c[4] = { '"', '\'', '>', '<' };
+	static const char alphabet[] = "\"'><a =/&\x80\xff";
+	long page = sysconf(_SC_PAGESIZE);
+	char *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	(void)state;
+	assert_true(map != MAP_FAILED);
+	assert_int_equal(mprotect(map + page, (size_t)page, PROT_NONE), 0);
+	for (size_t len = 1; len <= 200; len++) {
+		char *buf = map + page - len;   /* ends at the guard page */
+		for (int round = 0; round < 4; round++) {
+			for (size_t i = 0; i < len; i++)
+				buf[i] = alphabet[rnd() % (sizeof(alphabet) - 1)];
+			for (size_t off = 0; off < len; off++)
+				mark4_check_levels(c, buf, off, len);
+		}
+	}
+	assert_int_equal(munmap(map, 2 * (size_t)page), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_structural_sets),
 		cmocka_unit_test(test_high_bytes_never_match),
 		cmocka_unit_test(test_guard_pages),
+		cmocka_unit_test(test_mark4),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
