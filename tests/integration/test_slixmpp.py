@@ -152,6 +152,9 @@ class SlixmppTest(ServerTestCase):
                 "the GS2 flag 'y'; a server that refuses tls-unique and counts each refusal "
                 'toward max_failures never lets it reach a mechanism it can finish' % e)
         log('unmodified slixmpp logged in with %s' % mech)
+        # It picks the best mechanism offered; stanzad offers -PLUS and
+        # supports the tls-unique binding slixmpp sends with it.
+        self.assertEqual(mech, 'SCRAM-SHA-512-PLUS')
 
     def test_scram_plus_raw(self):
         """SCRAM-SHA-256-PLUS with tls-server-end-point, by hand (slixmpp
