@@ -65,7 +65,7 @@ void config_defaults(struct server_config *cfg)
 	cfg->listener[1].kind = LISTEN_C2S_DIRECT_TLS;
 	cfg->nlistener = 2;
 	cfg->workers = 0;
-	cfg->pin_workers = 0;
+	cfg->pin_workers = 1;
 	snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", CONFIG_DEFAULT_DATA_DIR);
 	cfg->admin_socket[0] = '\0';
 	cfg->log_level = LOG_INFO;

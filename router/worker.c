@@ -34,6 +34,8 @@
 #define MAX_EVENTS     256
 #define TIMER_SESSION  0
 
+static unsigned online_cpus(void);
+
 /* ---- sessions ------------------------------------------------------------ */
 
 uint64_t session_handle(const struct session *s)
@@ -704,7 +706,7 @@ static void *worker_main(void *arg)
 	if (w->srv->cfg.pin_workers) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
-		CPU_SET(w->id % CPU_SETSIZE, &set);
+		CPU_SET(w->id % online_cpus() % CPU_SETSIZE, &set);
 		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
 			log_warn("could not pin to CPU %u", w->id);
 	}

@@ -71,7 +71,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c.listener[1].addr, "127.0.0.1:5223");
 	assert_int_equal(c.listener[1].kind, LISTEN_C2S_DIRECT_TLS);
 	assert_int_equal(c.workers, 0);
-	assert_int_equal(c.pin_workers, 0);
+	assert_int_equal(c.pin_workers, 1);
 	assert_string_equal(c.data_dir, "./data");
 	assert_string_equal(c.admin_socket, "");
 	assert_int_equal(c.log_level, LOG_INFO);
@@ -106,7 +106,7 @@ static void test_defaults(void **state)
 static const char every_option[] =
 	"log_level = \"debug\";\n"
 	"workers = 4;\n"
-	"pin_workers = true;\n"
+	"pin_workers = false;\n"
 	"data_dir = \"/var/lib/stanzad\";\n"
 	"admin_socket = \"/run/stanzad/admin.sock\";\n"
 	"resource_conflict = \"refuse_new\";\n"
@@ -146,7 +146,7 @@ static void test_every_option(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(c.log_level, LOG_DEBUG);
 	assert_int_equal(c.workers, 4);
-	assert_int_equal(c.pin_workers, 1);
+	assert_int_equal(c.pin_workers, 0);
 	assert_string_equal(c.data_dir, "/var/lib/stanzad");
 	assert_string_equal(c.admin_socket, "/run/stanzad/admin.sock");
 	assert_int_equal(c.conflict, CONFLICT_REFUSE_NEW);
