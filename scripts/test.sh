@@ -65,14 +65,20 @@ stage build-tsan "route ring" -Dsanitizers=thread -Dbenchmarks=false
 
 echo "=== fuzz: ${FUZZ_SECONDS:-20} s per target"
 fuzz_out=$(mktemp)
-if scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_out"; then :; fi
-fp=$(grep -c '^fuzz: .* ok' "$fuzz_out" || true)
-ff=$(grep -c '^fuzz: .* FAIL' "$fuzz_out" || true)
-if [ "$fp" -eq 0 ] && [ "$ff" -eq 0 ]; then
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}" >"$fuzz_out" 2>&1
+frc=$?
+cat "$fuzz_out"
+# scripts/fuzz.sh prints one line per target: "fuzz_xml   ok ..." or "... FAIL ...".
+fp=$(grep -cE '^fuzz_[a-z0-9_]+ +ok ' "$fuzz_out" || true)
+ff=$(grep -cE '^fuzz_[a-z0-9_]+ +FAIL ' "$fuzz_out" || true)
+if [ "$frc" -ne 0 ] && [ "$ff" -eq 0 ]; then
+	ff=1; failures+=("fuzz: scripts/fuzz.sh exited $frc")
+elif [ "$fp" -eq 0 ] && [ "$ff" -eq 0 ]; then
 	ff=1; failures+=("fuzz: no target ran")
+elif [ "$ff" -ne 0 ]; then
+	failures+=("fuzz: $ff target(s) failed")
 fi
 passed=$((passed + fp)); failed=$((failed + ff))
-[ "$ff" -eq 0 ] || failures+=("fuzz: $ff target(s) failed")
 rm -f "$fuzz_out"
 
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
