@@ -1,0 +1,61 @@
+/* What one stanza-bench run does: parsed from flags or a scenario file
+ * (same keys: a flag --key value is the file line key = value). */
+#ifndef STANZA_BENCH_OPTS_H
+#define STANZA_BENCH_OPTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum bench_scenario {
+	SC_PAIRS = 1,   /* 1:1 chat messages between paired accounts, `window` outstanding per pair */
+	SC_FANOUT,      /* presence changes broadcast to rosters of `contacts` contacts */
+	SC_LOGIN,       /* a login storm: `logins` logins, `inflight` at once */
+	SC_IDLE,        /* `sessions` sessions held for `duration`: memory per session */
+	SC_MIXED,       /* roster, presence and messages at `rate` stanzas/s per user (ProcessOne RTB-like) */
+	SC_RAW,         /* pairs over the speed-of-light forwarder: the same bytes, no XMPP */
+};
+
+enum bench_tls { TLS_NONE = 0, TLS_STARTTLS, TLS_DIRECT };
+enum bench_mech { MECH_PLAIN = 1, MECH_SCRAM_SHA_1, MECH_SCRAM_SHA_256 };
+enum bench_provision { PROV_NONE = 0, PROV_IBR, PROV_STANZACTL, PROV_PROSODYCTL, PROV_EJABBERDCTL };
+
+struct bench_opts {
+	enum bench_scenario scenario;
+	char host[256];            /* "127.0.0.1" */
+	uint16_t port;             /* 5222 */
+	char domain[256];          /* XMPP domain: "localhost" */
+	enum bench_tls tls;
+	enum bench_mech mech;
+	char user_prefix[64];      /* accounts user_prefix0..N-1@domain */
+	char password[128];
+	unsigned users;            /* accounts (pairs: 2 * pairs) */
+	unsigned pairs;            /* pairs */
+	unsigned window;           /* pairs: messages in flight per pair direction */
+	unsigned body;             /* pairs/mixed: body bytes */
+	unsigned contacts;         /* fanout: roster size */
+	unsigned logins;           /* login: total logins */
+	unsigned inflight;         /* login: concurrent logins */
+	unsigned sessions;         /* idle */
+	double rate;               /* mixed: stanzas/s per user */
+	double duration;           /* seconds of measurement (after ramp-up) */
+	double warmup;             /* seconds before measuring */
+	unsigned threads;          /* load threads; 0: online CPUs */
+	unsigned connect_rate;     /* connections/s while ramping up; 0: no limit */
+	enum bench_provision provision;
+	char provision_cmd[512];   /* path of stanzactl / prosodyctl / ejabberdctl and its fixed args */
+	pid_t server_pid;          /* 0: not sampled */
+	char label[64];            /* the target's name in reports ("stanzad", "prosody", ...) */
+	char json_path[512];       /* "" : no JSON */
+	char series_path[512];     /* "" : no per-second series file (for plots) */
+	bool quiet;                /* no per-second line */
+};
+
+/* Defaults, then flags (argv) and/or a scenario file (path). Returns 0, or
+ * -1 with a message in err naming the offending key. */
+void bench_opts_default(struct bench_opts *o);
+int bench_opts_parse_args(struct bench_opts *o, int argc, char **argv, char *err, size_t errlen);
+int bench_opts_parse_file(struct bench_opts *o, const char *path, char *err, size_t errlen);
+const char *bench_scenario_name(enum bench_scenario s);
+
+#endif
