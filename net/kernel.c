@@ -12,7 +12,9 @@
  *               by a sendv that writes everything; EPOLLOUT edges without it
  *               are dropped.
  * A short recv clears RD_READY: bytes that arrive after recv looked raise a
- * new edge, and with EPOLLRDHUP so does a FIN, so nothing is missed.
+ * new edge, and with EPOLLRDHUP so does a FIN, so nothing is missed -
+ * except when data and the FIN came before the recv, in one edge: then
+ * (HUP seen) a short recv keeps RD_READY, and the next one sees the EOF.
  *
  * Listeners and the wake eventfd are level-triggered: a listener left with
  * connections after its accept burst is simply reported again.
@@ -40,6 +42,7 @@
 #define KCONN_WANT_WRITE  0x04u
 #define KCONN_RD_PAUSED   0x08u
 #define KCONN_ON_READY    0x10u
+#define KCONN_HUP         0x20u   /* a FIN, hang-up or error edge was seen: no edge will follow */
 
 /* epoll_event.data: kind (bits 62-63), fd (32-61), index (0-31). The fd
  * lets poll drop a late event for a slot that closed and was reused. */
@@ -526,6 +529,8 @@ static int kernel_poll(struct net_loop *loop, struct net_event *ev, int max, int
 				break;
 			if (ev_bits & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 				k->flags |= KCONN_RD_READY;
+				if (ev_bits & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					k->flags |= KCONN_HUP;
 				if (!(k->flags & KCONN_RD_PAUSED)) {
 					ready_add(l, idx);
 					if (k->stamp != l->stamp) {
@@ -603,6 +608,10 @@ static ssize_t kernel_recv(struct net_loop *loop, struct net_conn c, void *buf, 
 		r = -errno;
 	if (r < (ssize_t)cap) {
 		struct kconn *k = conn_get(l, c);
+		/* After a hang-up edge no edge will come for what is left (the
+		 * EOF or the error): stay readable until recv returns it. */
+		if (r > 0 && (k->flags & KCONN_HUP))
+			return r;
 		k->flags &= ~KCONN_RD_READY;
 		ready_del(l, k);
 	}

@@ -34,8 +34,6 @@
 #define MAX_EVENTS     256
 #define TIMER_SESSION  0
 
-static unsigned online_cpus(void);
-
 /* ---- sessions ------------------------------------------------------------ */
 
 uint64_t session_handle(const struct session *s)
@@ -704,11 +702,23 @@ static void *worker_main(void *arg)
 	log_set_thread_tag(tag);
 	route_thread_register();
 	if (w->srv->cfg.pin_workers) {
-		cpu_set_t set;
+		/* Worker i on the i-th CPU this process may use (taskset, cgroup
+		 * cpusets), wrapping around when there are more workers. */
+		cpu_set_t allowed, set;
+		int cpu = -1;
+		if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && CPU_COUNT(&allowed) > 0) {
+			int want = (int)(w->id % (unsigned)CPU_COUNT(&allowed));
+			for (int c = 0, seen = 0; c < CPU_SETSIZE; c++)
+				if (CPU_ISSET(c, &allowed) && seen++ == want) {
+					cpu = c;
+					break;
+				}
+		}
 		CPU_ZERO(&set);
-		CPU_SET(w->id % online_cpus() % CPU_SETSIZE, &set);
-		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
-			log_warn("could not pin to CPU %u", w->id);
+		if (cpu >= 0)
+			CPU_SET(cpu, &set);
+		if (cpu < 0 || pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+			log_warn("could not pin worker %u to a CPU", w->id);
 	}
 	for (;;) {
 		uint64_t now = net_now_ms();
