@@ -4,6 +4,14 @@
 #
 #   scripts/deps.sh          build + test dependencies
 #   scripts/deps.sh --run    only what building and running stanzad needs
+#   scripts/deps.sh --bench  build + test dependencies, plus the peers the
+#                            benchmark compares against (bench/peers/) and
+#                            gnuplot for its charts
+#
+# The prosody and ejabberd packages start their own system services on the
+# default ports when they are installed (where an init system runs). The
+# benchmark never uses those: bench/peers/*/start.sh runs separate instances
+# with their own configuration, data directory and ports.
 set -euo pipefail
 
 run_pkgs=(
@@ -21,8 +29,23 @@ test_pkgs=(
   python3-slixmpp libstrophe-dev                # integration tests: real XMPP clients
 )
 
+bench_pkgs=(
+  prosody                                       # peer: Prosody 0.12 (bench/peers/prosody)
+  lua-unbound                                   # Prosody's DNS resolver (a Recommends of prosody;
+                                                #   without it, a warning at every start)
+  ejabberd                                      # peer: ejabberd 23.01 (bench/peers/ejabberd)
+  gnuplot-nox                                   # stanza-bench's charts
+  openssl                                       # the peers' self-signed certificates
+)
+
+mode="${1:-}"
+case "$mode" in
+  ""|--run|--bench) ;;
+  *) echo "usage: $0 [--run|--bench]" >&2; exit 2 ;;
+esac
 want=("${run_pkgs[@]}")
-[ "${1:-}" = "--run" ] || want+=("${test_pkgs[@]}")
+[ "$mode" = "--run" ] || want+=("${test_pkgs[@]}")
+[ "$mode" = "--bench" ] && want+=("${bench_pkgs[@]}")
 
 missing=()
 for p in "${want[@]}"; do

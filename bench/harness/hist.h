@@ -10,6 +10,7 @@
 #define HIST_SUB_BITS 7                       /* 128 sub-buckets per power of two */
 #define HIST_MAX_EXP  40                      /* values up to 2^40 ns */
 #define HIST_BUCKETS  ((HIST_MAX_EXP - HIST_SUB_BITS + 1) << HIST_SUB_BITS)
+#define HIST_MAX_VALUE ((UINT64_C(1) << HIST_MAX_EXP) - 1)   /* larger values are recorded as this */
 
 struct hist {
 	uint64_t count;
@@ -20,11 +21,11 @@ struct hist {
 };
 
 void hist_init(struct hist *h);
-void hist_record(struct hist *h, uint64_t v);          /* v in ns; larger values clamp to the top bucket */
+void hist_record(struct hist *h, uint64_t v);          /* v in ns; values above HIST_MAX_VALUE clamp to it (count, sum, max too) */
 void hist_merge(struct hist *dst, const struct hist *src);
 /* The value at percentile p (0..100): the highest value of the bucket that
- * holds it, so reported values never understate; 0 when empty. p 100 gives
- * max exactly. */
+ * holds it (or max, if max is lower), so reported values never understate;
+ * 0 when empty. p 100 gives max exactly. */
 uint64_t hist_percentile(const struct hist *h, double p);
 double hist_mean(const struct hist *h);
 

@@ -4,7 +4,9 @@
 #define STANZA_BENCH_OPTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 enum bench_scenario {
@@ -29,7 +31,7 @@ struct bench_opts {
 	enum bench_mech mech;
 	char user_prefix[64];      /* accounts user_prefix0..N-1@domain */
 	char password[128];
-	unsigned users;            /* accounts (pairs: 2 * pairs) */
+	unsigned users;            /* accounts; 0: as many as the scenario needs (pairs: 2 * pairs) */
 	unsigned pairs;            /* pairs */
 	unsigned window;           /* pairs: messages in flight per pair direction */
 	unsigned body;             /* pairs/mixed: body bytes */
@@ -45,17 +47,42 @@ struct bench_opts {
 	enum bench_provision provision;
 	char provision_cmd[512];   /* path of stanzactl / prosodyctl / ejabberdctl and its fixed args */
 	pid_t server_pid;          /* 0: not sampled */
-	char label[64];            /* the target's name in reports ("stanzad", "prosody", ...) */
+	char label[64];            /* the target's name in reports ("stanzad", "prosody", ...); "" by default */
 	char json_path[512];       /* "" : no JSON */
 	char series_path[512];     /* "" : no per-second series file (for plots) */
 	bool quiet;                /* no per-second line */
 };
 
 /* Defaults, then flags (argv) and/or a scenario file (path). Returns 0, or
- * -1 with a message in err naming the offending key. */
+ * -1 with a message in err naming the offending key.
+ * parse_args skips argv[0]; flags are "--key value", "--key=value" or, for
+ * quiet, "--quiet"; "--file PATH" reads a scenario file at that point, so
+ * later flags override it and earlier ones are overridden by it. It ends
+ * with bench_opts_check. -h/--help: returns 1 with err "" (print
+ * bench_opts_usage). */
 void bench_opts_default(struct bench_opts *o);
 int bench_opts_parse_args(struct bench_opts *o, int argc, char **argv, char *err, size_t errlen);
 int bench_opts_parse_file(struct bench_opts *o, const char *path, char *err, size_t errlen);
 const char *bench_scenario_name(enum bench_scenario s);
+
+/* One key (file spelling "window", "provision_cmd"; '-' and '_' are the
+ * same) from its text: 0, or -1 with err naming the key. */
+int bench_opts_set(struct bench_opts *o, const char *key, const char *value, char *err, size_t errlen);
+/* Checks across keys, after all of them are set: 0 or -1 with err. Fills
+ * provision_cmd with the tool's bare name (found on PATH) when it is empty
+ * and provision is stanzactl, prosodyctl or ejabberdctl. */
+int bench_opts_check(struct bench_opts *o, char *err, size_t errlen);
+void bench_opts_usage(FILE *f, const char *argv0);
+
+const char *bench_tls_name(enum bench_tls t);                /* "none", "starttls", "direct" */
+const char *bench_mech_name(enum bench_mech m);              /* "plain", "scram-sha-1", "scram-sha-256" */
+const char *bench_provision_name(enum bench_provision p);    /* "none", "ibr", "stanzactl", ... */
+
+/* Every option in table order, for echoing them (the JSON report's "opts"):
+ * bench_opts_key(i) is NULL past the last; bench_opts_value writes the
+ * value of key i as text (enums by name) and says how to quote it. */
+enum bench_opt_kind { OPT_KIND_NONE = 0, OPT_KIND_STRING, OPT_KIND_NUMBER, OPT_KIND_BOOL };
+const char *bench_opts_key(unsigned i);
+enum bench_opt_kind bench_opts_value(const struct bench_opts *o, unsigned i, char *buf, size_t len);
 
 #endif

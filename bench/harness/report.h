@@ -59,15 +59,19 @@ struct bench_result {
 	bool generator_bound;          /* the load generator used nearly all its CPU: the figures measure it, not the server */
 };
 
-/* The per-second line: "t=3s sent=123456/s recv=123400/s p50=0.21ms p99=0.80ms err=0 srv=1.62c gen=0.91c". */
+/* The per-second line:
+ * "t=3s sent=123456/s recv=123400/s p50=0.210ms p99=0.800ms err=0 srv=1.62c rss=48.2MiB gen=0.910c"
+ * (srv=- rss=- without --server-pid; numbers with 3 significant digits). */
 void report_tick(FILE *f, const struct bench_result *r, const struct bench_tick *t);
 /* Final report: throughput, latency p50/p90/p99/p99.9/max, errors by kind,
  * server CPU and RSS, own CPU, the generator-bound warning. */
 void report_text(FILE *f, const struct bench_result *r);
-/* The same as one JSON object (schema in bench/README.md). */
+/* The same as one JSON object (schema in bench/README.md). path "-" is
+ * stdout. 0, or -1 with errno. */
 int report_json(const char *path, const struct bench_result *r);
 /* Per-second series as whitespace-separated columns for gnuplot:
- * t sent recv p50_ms p99_ms server_cores self_cores server_rss_kib. */
+ * t sent recv p50_ms p99_ms server_cores self_cores server_rss_kib,
+ * after two '#' comment lines. path "-" is stdout. 0, or -1 with errno. */
 int report_series(const char *path, const struct bench_result *r);
 
 #endif
