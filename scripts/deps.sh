@@ -25,6 +25,7 @@ test_pkgs=(
   libcmocka-dev                                 # unit tests
   libexpat1-dev libxml2-dev                     # differential tests, parser bench
   valgrind                                      # callgrind instruction counts
+  gnuplot-nox                                   # bench/compare.py plots (its integration test)
   python3
   python3-slixmpp libstrophe-dev                # integration tests: real XMPP clients
 )
