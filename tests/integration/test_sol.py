@@ -32,9 +32,13 @@ def hello(pair, side):
                      "SOL_FORWARDER not set or not executable (build with -Dbenchmarks=true)")
 class SolForwarderTest(unittest.TestCase):
     def setUp(self):
+        self.socks = []
         self.proc = subprocess.Popen(
             [SOL, "--listen", "127.0.0.1:0", "--threads", "2", "--no-pin"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Registered at once: tearDown does not run when setUp fails, and a
+        # forwarder must never outlive its test.
+        self.addCleanup(self._stop)
         self.port = None
         deadline = time.monotonic() + 10
         for _ in range(2):   # the port, then "ready"
@@ -44,9 +48,8 @@ class SolForwarderTest(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline)
         self.assertEqual(line, "ready")
         self.assertIsNotNone(self.port)
-        self.socks = []
 
-    def tearDown(self):
+    def _stop(self):
         for s in self.socks:
             s.close()
         if self.proc.poll() is None:
