@@ -90,13 +90,12 @@ static inline const char *block_at(const char *buf, size_t off, size_t len, unsi
 	return tmp;
 }
 
-__attribute__((target("sse4.2")))
-static void mark4_sse42(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+/* Each vector kernel comes in two parts: the whole-block case, which has
+ * no stack buffer to set up, and the rarer end of the buffer, kept out of
+ * line. */
+__attribute__((target("sse4.2"), always_inline))
+static inline void mark4_sse42_at(const char chars[4], const char *p, unsigned sh, uint64_t lim, uint64_t m[4])
 {
-	char tmp[64];
-	unsigned sh;
-	uint64_t lim;
-	const char *p = block_at(buf, off, len, &sh, &lim, tmp);
 	__m128i v0 = _mm_loadu_si128((const __m128i *)p);
 	__m128i v1 = _mm_loadu_si128((const __m128i *)(p + 16));
 	__m128i v2 = _mm_loadu_si128((const __m128i *)(p + 32));
@@ -112,13 +111,29 @@ static void mark4_sse42(const char chars[4], const char *buf, size_t off, size_t
 	}
 }
 
-__attribute__((target("avx2")))
-static void mark4_avx2(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+__attribute__((target("sse4.2"), noinline, cold))
+static void mark4_sse42_end(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
 {
 	char tmp[64];
 	unsigned sh;
 	uint64_t lim;
 	const char *p = block_at(buf, off, len, &sh, &lim, tmp);
+
+	mark4_sse42_at(chars, p, sh, lim, m);
+}
+
+__attribute__((target("sse4.2")))
+static void mark4_sse42(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	if (len - off >= 64)
+		mark4_sse42_at(chars, buf + off, 0, ~(uint64_t)0, m);
+	else
+		mark4_sse42_end(chars, buf, off, len, m);
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline void mark4_avx2_at(const char chars[4], const char *p, unsigned sh, uint64_t lim, uint64_t m[4])
+{
 	__m256i a = _mm256_loadu_si256((const __m256i *)p);
 	__m256i b = _mm256_loadu_si256((const __m256i *)(p + 32));
 
@@ -128,6 +143,26 @@ static void mark4_avx2(const char chars[4], const char *buf, size_t off, size_t 
 			     (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, c)) << 32;
 		m[j] = (r >> sh) & lim;
 	}
+}
+
+__attribute__((target("avx2"), noinline, cold))
+static void mark4_avx2_end(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	char tmp[64];
+	unsigned sh;
+	uint64_t lim;
+	const char *p = block_at(buf, off, len, &sh, &lim, tmp);
+
+	mark4_avx2_at(chars, p, sh, lim, m);
+}
+
+__attribute__((target("avx2")))
+static void mark4_avx2(const char chars[4], const char *buf, size_t off, size_t len, uint64_t m[4])
+{
+	if (len - off >= 64)
+		mark4_avx2_at(chars, buf + off, 0, ~(uint64_t)0, m);
+	else
+		mark4_avx2_end(chars, buf, off, len, m);
 }
 
 __attribute__((target("avx512f,avx512bw")))

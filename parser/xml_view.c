@@ -182,6 +182,14 @@ struct builder {
 	const uint8_t *s;       /* stanza start */
 	const uint8_t *e;       /* stanza end */
 	uint32_t nscope;
+	int xml_fixed;          /* the xml prefix resolves to XML_NS_XML (no stream declaration rebinds it) */
+	/* The default namespace, cached: valid while no declaration was
+	 * pushed since (pushes == dflt_pushes) and the scope has the same
+	 * depth, because between pushes the scope only shrinks. */
+	uint32_t pushes;
+	uint32_t dflt_pushes;
+	uint32_t dflt_at;
+	int dflt;
 };
 
 static int fail(struct builder *b, enum xml_error err, const uint8_t *at)
@@ -203,6 +211,13 @@ static const uint8_t *check_ref(struct builder *b, const uint8_t *p)
 {
 	const uint8_t *q = p + 1, *e = b->e;
 
+	/* The five predefined entities, nearly every reference there is. */
+	if (e - p >= 4 && p[3] == ';' && p[2] == 't' && (p[1] == 'l' || p[1] == 'g'))
+		return p + 4;
+	if (e - p >= 5 && !memcmp(q, "amp;", 4))
+		return p + 5;
+	if (e - p >= 6 && (!memcmp(q, "quot;", 5) || !memcmp(q, "apos;", 5)))
+		return p + 6;
 	if (q < e && *q == '#') {
 		uint32_t cp = 0;
 		unsigned digits = 0;
@@ -289,6 +304,7 @@ static int declare_ns(struct builder *b, const uint8_t *at, const uint8_t *prefi
 		/* xmlns:xml='...XML namespace' restates the built-in binding:
 		 * keep XML_NS_XML so xml:lang stays recognisable. */
 		v->scope[b->nscope++] = XML_NS_XML;
+		b->pushes++;
 		return 0;
 	}
 
@@ -298,6 +314,7 @@ static int declare_ns(struct builder *b, const uint8_t *at, const uint8_t *prefi
 	n->prefix = plen ? (const char *)prefix : NULL;
 	n->prefix_len = plen;
 	v->scope[b->nscope++] = v->nns++;
+	b->pushes++;
 	return 0;
 }
 
@@ -320,6 +337,32 @@ static int resolve(const struct builder *b, const uint8_t *prefix, uint16_t plen
 	return plen ? -1 : XML_NS_NONE;
 }
 
+static inline int resolve_default(struct builder *b)
+{
+	if (b->dflt_pushes != b->pushes || b->dflt_at != b->nscope) {
+		b->dflt = resolve(b, NULL, 0);
+		b->dflt_pushes = b->pushes;
+		b->dflt_at = b->nscope;
+	}
+	return b->dflt;
+}
+
+/* Equal bytes, for the short names of end tags. */
+static inline int same_bytes(const uint8_t *x, const uint8_t *y, uint32_t n)
+{
+	for (; n >= 8; n -= 8, x += 8, y += 8) {
+		uint64_t a, c;
+		memcpy(&a, x, 8);
+		memcpy(&c, y, 8);
+		if (a != c)
+			return 0;
+	}
+	for (; n; n--)
+		if (*x++ != *y++)
+			return 0;
+	return 1;
+}
+
 static struct xml_token *new_token(struct builder *b, const uint8_t *at)
 {
 	struct xml_view *v = b->v;
@@ -331,31 +374,129 @@ static struct xml_token *new_token(struct builder *b, const uint8_t *at)
 	return &v->tok[v->ntok++];
 }
 
+/* v->info for attribute i of the top-level element (qualified name n, len
+ * bytes, namespace ns). The last match wins, as in document order. */
+static inline void note_info(struct xml_view *v, uint32_t i, const uint8_t *n, uint32_t len, uint16_t ns)
+{
+	if (ns == XML_NS_NONE) {
+		if (len == 2) {
+			if (n[0] == 't' && n[1] == 'o')
+				v->info.to = i;
+			else if (n[0] == 'i' && n[1] == 'd')
+				v->info.id = i;
+		} else if (len == 4) {
+			if (!memcmp(n, "from", 4))
+				v->info.from = i;
+			else if (!memcmp(n, "type", 4))
+				v->info.type = i;
+		}
+	} else if (ns == XML_NS_XML && len == 8 && !memcmp(n + 4, "lang", 4)) {
+		v->info.lang = i;
+	}
+}
+
+static void fill_info(struct xml_view *v)
+{
+	for (uint32_t i = 1; i <= v->tok[0].nattr; i++) {
+		const struct xml_token *a = &v->tok[i];
+		note_info(v, i, (const uint8_t *)v->base + a->off, a->len, a->ns);
+	}
+}
+
+/* A 64-bit set of hashed local names: an attribute whose bit is new has
+ * no duplicate before it, literal or after namespace expansion (both
+ * kinds share the local name). */
+static inline uint64_t local_bit(const uint8_t *ln, uint32_t ll)
+{
+	return (uint64_t)1 << ((ll + 3u * ln[0] + 5u * ln[ll - 1]) & 63);
+}
+
+/* The namespaces of the attributes elem+1..elem+nattr, and uniqueness,
+ * for tags the single pass could not settle: a prefix other than xml, or
+ * two local names with the same hash. */
+static int settle_attrs(struct builder *b, uint32_t elem, uint32_t nattr)
+{
+	struct xml_view *v = b->v;
+	uint64_t seen = 0;
+
+	for (uint32_t i = elem + 1; i <= elem + nattr; i++) {
+		struct xml_token *a = &v->tok[i];
+		if (a->prefix) {
+			int ns = resolve(b, b->s + a->off, a->prefix);
+			if (ns < 0)
+				return fail(b, XML_ERR_BAD_NAMESPACE_PREFIX, b->s + a->off);
+			a->ns = (uint16_t)ns;
+		} else {
+			a->ns = XML_NS_NONE;
+		}
+		uint32_t skip = a->prefix ? a->prefix + 1u : 0u;
+		uint64_t bit = local_bit(b->s + a->off + skip, a->len - skip);
+		if (!(seen & bit)) {
+			seen |= bit;
+			continue;
+		}
+		for (uint32_t j = elem + 1; j < i; j++) {
+			const struct xml_token *o = &v->tok[j];
+			int dup = o->len == a->len && b->s[o->off] == b->s[a->off] &&
+				  !memcmp(b->s + o->off, b->s + a->off, a->len);
+			if (!dup && a->ns != XML_NS_NONE && o->ns != XML_NS_NONE) {
+				struct xml_slice al = xml_tok_local(v, i), ol = xml_tok_local(v, j);
+				const struct xml_ns *na = &v->ns[a->ns], *no = &v->ns[o->ns];
+				dup = al.len == ol.len && !memcmp(al.ptr, ol.ptr, al.len) &&
+				      (a->ns == o->ns ||
+				       (na->uri_len == no->uri_len && !memcmp(na->uri, no->uri, na->uri_len)));
+			}
+			if (dup)
+				return fail(b, XML_ERR_NOT_WELL_FORMED, b->s + a->off);
+		}
+	}
+	return 0;
+}
+
 /* A start tag at p ('<'). Appends the ELEM and its ATTRs, opens the
  * element's namespace scope (closed by the caller at its end tag), and
- * returns the byte after '>' (or NULL). */
+ * returns the byte after '>' (or NULL). For the top-level element
+ * (parent XML_NO_TOK) it also fills v->info.
+ *
+ * One pass settles nearly every tag: unprefixed and xml: attributes get
+ * their namespace at once (xml is bound for good: declare_ns refuses
+ * to rebind it), and the hashed local names show that there is no
+ * duplicate. Only other prefixes, which must wait for the tag's own
+ * declarations, or a hash collision send the tag through settle_attrs. */
 static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint32_t parent, int *empty)
 {
 	struct xml_view *v = b->v;
 	const uint8_t *e = b->e;
-	uint16_t prefix;
 	const uint8_t *name = p + 1;
+	uint16_t prefix;
 	const uint8_t *q = scan_qname(name, e, &prefix);
-	uint32_t elem = v->ntok;
-	uint32_t elem_scope = b->nscope;
-	uint32_t nattr = 0, nall = 0;
+	const uint32_t elem = v->ntok;
+	const uint32_t elem_scope = b->nscope;
+	const int info = parent == XML_NO_TOK && b->xml_fixed;
+	const uint8_t *const s = b->s;
 	struct xml_token *t;
+	uint32_t nt = elem, nall = 0;
+	uint64_t seen = 0;
+	int late = 0;
 
 	if (!q) {
 		fail(b, XML_ERR_NOT_WELL_FORMED, name);
 		return NULL;
 	}
-	if (!(t = new_token(b, p)))
+	if (elem >= v->tok_cap) {
+		fail(b, XML_ERR_POLICY_VIOLATION, p);
 		return NULL;
+	}
+	/* Room for as many attributes as the limit allows: then no
+	 * attribute needs its own capacity check. */
+	const int room = v->tok_cap - elem > v->lim.max_attrs;
+	t = &v->tok[nt++];
 	t->type = XML_TOK_ELEM;
 	t->flags = 0;
+	t->ns = 0;
 	t->prefix = prefix;
-	t->off = off_of(b, name);
+	t->nattr = 0;
+	t->off = (uint32_t)(name - s);
 	t->len = (uint32_t)(q - name);
 	t->a = elem_scope;   /* until its END: the scope to restore */
 	t->b = parent;
@@ -388,17 +529,22 @@ static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint3
 			goto nwf;
 		}
 		const uint8_t *an_end = q;
-		if (q < e && *q != '=')
+		uint8_t quote;
+		if (e - q >= 2 && q[0] == '=' && (q[1] == '"' || q[1] == '\'')) {
+			quote = q[1];
+			q += 2;
+		} else {
 			q = skip_ws(q, e);
-		if (q >= e || *q != '=')
-			goto nwf;
-		q = skip_ws(q + 1, e);
-		if (q >= e || (*q != '"' && *q != '\''))
-			goto nwf;
-		uint8_t quote = *q++;
-		const struct xml_charset *cs = quote == '"' ? &cs_dq : &cs_sq;
+			if (q >= e || *q != '=')
+				goto nwf;
+			q = skip_ws(q + 1, e);
+			if (q >= e || (*q != '"' && *q != '\''))
+				goto nwf;
+			quote = *q++;
+		}
 		const uint8_t *val = q;
 		int escaped = 0;
+		const struct xml_charset *cs = quote == '"' ? &cs_dq : &cs_sq;
 		for (;;) {
 			q += xml_scan(cs, (const char *)q, (size_t)(e - q));
 			if (q >= e)
@@ -410,7 +556,7 @@ static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint3
 			escaped = 1;
 			if (*q == '&') {
 				if (!(q = check_ref(b, q)))
-					return NULL;
+					goto out;
 			} else {
 				q++;   /* TAB LF CR: normalised when read */
 			}
@@ -419,87 +565,69 @@ static const uint8_t *parse_start_tag(struct builder *b, const uint8_t *p, uint3
 
 		if (++nall > v->lim.max_attrs) {
 			fail(b, XML_ERR_POLICY_VIOLATION, an);
-			return NULL;
+			goto out;
 		}
 		uint32_t alen = (uint32_t)(an_end - an);
-		if ((aprefix == 0 && alen == 5 && !memcmp(an, "xmlns", 5)) ||
-		    (aprefix == 5 && !memcmp(an, "xmlns", 5))) {
+		if ((aprefix ? aprefix == 5 : alen == 5) && !memcmp(an, "xmlns", 5)) {
 			const uint8_t *pfx = aprefix ? an + 6 : NULL;
 			uint16_t plen = aprefix ? (uint16_t)(alen - 6) : 0;
 			if (declare_ns(b, an, pfx, plen, val, (uint32_t)(val_end - val), escaped, elem_scope))
-				return NULL;
+				goto out;
 			continue;
 		}
-		struct xml_token *a = new_token(b, an);
-		if (!a)
-			return NULL;
-		a->type = XML_TOK_ATTR;
-		a->flags = escaped ? XML_TF_ESCAPED : 0;
-		a->prefix = aprefix;
-		a->nattr = 0;
-		a->off = off_of(b, an);
-		a->len = alen;
-		a->a = off_of(b, val);
-		a->b = (uint32_t)(val_end - val);
-		nattr++;
+		if (!room && nt >= v->tok_cap) {
+			fail(b, XML_ERR_POLICY_VIOLATION, an);
+			goto out;
+		}
+		uint16_t ans = XML_NS_NONE;
+		const uint8_t *ln = an;
+		uint32_t ll = alen;
+		if (aprefix) {
+			ln = an + aprefix + 1;
+			ll = alen - aprefix - 1u;
+			if (aprefix == 3 && an[0] == 'x' && an[1] == 'm' && an[2] == 'l' && b->xml_fixed)
+				ans = XML_NS_XML;
+			else
+				late = 1;   /* resolved after the tag's declarations */
+		}
+		uint64_t bit = local_bit(ln, ll);
+		late |= (seen & bit) != 0;
+		seen |= bit;
+		t = &v->tok[nt];
+		t->type = XML_TOK_ATTR;
+		t->flags = escaped ? XML_TF_ESCAPED : 0;
+		t->ns = ans;
+		t->prefix = aprefix;
+		t->nattr = 0;
+		t->off = (uint32_t)(an - s);
+		t->len = alen;
+		t->a = (uint32_t)(val - s);
+		t->b = (uint32_t)(val_end - val);
+		if (info && (!aprefix || ans))
+			note_info(v, nt, an, alen, ans);
+		nt++;
 	}
 
 	/* Declarations on this element are in force for its own name and its
 	 * attributes, so resolve only now. */
-	t = &v->tok[elem];
-	t->nattr = (uint16_t)nattr;
-	int ns = resolve(b, name, prefix);
+	v->ntok = nt;
+	v->tok[elem].nattr = (uint16_t)(nt - elem - 1);
+	int ns = prefix ? resolve(b, name, prefix) : resolve_default(b);
 	if (ns < 0) {
 		fail(b, XML_ERR_BAD_NAMESPACE_PREFIX, name);
 		return NULL;
 	}
-	t->ns = (uint16_t)ns;
-	uint64_t seen = 0;
-	for (uint32_t i = elem + 1; i <= elem + nattr; i++) {
-		struct xml_token *a = &v->tok[i];
-		if (a->prefix) {
-			ns = resolve(b, b->s + a->off, a->prefix);
-			if (ns < 0) {
-				fail(b, XML_ERR_BAD_NAMESPACE_PREFIX, b->s + a->off);
-				return NULL;
-			}
-			a->ns = (uint16_t)ns;
-		} else {
-			a->ns = XML_NS_NONE;
-		}
-		/* Unique attribute names, literally and after expansion. Both
-		 * kinds of duplicate share the local name, so a 64-bit set of
-		 * hashed local names lets nearly every attribute skip the
-		 * pairwise comparison. */
-		uint32_t skip = a->prefix ? a->prefix + 1u : 0u;
-		const uint8_t *ln = b->s + a->off + skip;
-		uint32_t ll = a->len - skip;
-		uint64_t bit = (uint64_t)1 << ((ll + 3u * ln[0] + 5u * ln[ll - 1]) & 63);
-		if (!(seen & bit)) {
-			seen |= bit;
-			continue;
-		}
-		for (uint32_t j = elem + 1; j < i; j++) {
-			const struct xml_token *o = &v->tok[j];
-			int dup = o->len == a->len && b->s[o->off] == b->s[a->off] &&
-				  !memcmp(b->s + o->off, b->s + a->off, a->len);
-			if (!dup && a->ns != XML_NS_NONE && o->ns != XML_NS_NONE) {
-				struct xml_slice al = xml_tok_local(v, i), ol = xml_tok_local(v, j);
-				const struct xml_ns *na = &v->ns[a->ns], *no = &v->ns[o->ns];
-				dup = al.len == ol.len && !memcmp(al.ptr, ol.ptr, al.len) &&
-				      (a->ns == o->ns ||
-				       (na->uri_len == no->uri_len && !memcmp(na->uri, no->uri, na->uri_len)));
-			}
-			if (dup) {
-				fail(b, XML_ERR_NOT_WELL_FORMED, b->s + a->off);
-				return NULL;
-			}
-		}
-	}
+	v->tok[elem].ns = (uint16_t)ns;
+	if (late && settle_attrs(b, elem, nt - elem - 1))
+		return NULL;
+	if (parent == XML_NO_TOK && !b->xml_fixed)
+		fill_info(v);
 	return q;
 
 nwf:
 	fail(b, XML_ERR_NOT_WELL_FORMED, q < e ? q : e);
+out:
+	v->ntok = nt;
 	return NULL;
 }
 
@@ -529,6 +657,11 @@ static void builder_start(struct builder *b, struct xml_view *v, const char *buf
 	v->nns = 2;
 	v->scope[0] = XML_NS_XML;
 	b->nscope = 1;
+	b->xml_fixed = 1;
+	b->pushes = 0;
+	b->dflt_pushes = UINT32_MAX;
+	b->dflt_at = 0;
+	b->dflt = XML_NS_NONE;
 }
 
 static int check_utf8(struct builder *b)
@@ -542,28 +675,6 @@ static int check_utf8(struct builder *b)
 		break;
 	}
 	return fail(b, XML_ERR_NOT_WELL_FORMED, b->s);
-}
-
-static void fill_info(struct xml_view *v)
-{
-	const struct xml_token *t = &v->tok[0];
-
-	for (uint32_t i = 1; i <= t->nattr; i++) {
-		const struct xml_token *a = &v->tok[i];
-		const char *n = v->base + a->off;
-		if (a->ns == XML_NS_NONE) {
-			if (a->len == 2 && n[0] == 't' && n[1] == 'o')
-				v->info.to = i;
-			else if (a->len == 4 && !memcmp(n, "from", 4))
-				v->info.from = i;
-			else if (a->len == 4 && !memcmp(n, "type", 4))
-				v->info.type = i;
-			else if (a->len == 2 && n[0] == 'i' && n[1] == 'd')
-				v->info.id = i;
-		} else if (a->ns == XML_NS_XML && a->len == 8 && !memcmp(n + 4, "lang", 4)) {
-			v->info.lang = i;
-		}
-	}
 }
 
 int xml_view_build(struct xml_view *v, const struct xml_nsctx *ctx, const char *buf, size_t len)
@@ -581,6 +692,8 @@ int xml_view_build(struct xml_view *v, const struct xml_nsctx *ctx, const char *
 			n->uri_len = ctx->d[i].uri_len;
 			n->prefix_len = ctx->d[i].prefix_len;
 			n->prefix = n->prefix_len ? ctx->buf + ctx->d[i].prefix_off : NULL;
+			if (n->prefix_len == 3 && !memcmp(n->prefix, "xml", 3))
+				b.xml_fixed = 0;   /* only a hand-made ctx can */
 			v->scope[b.nscope++] = v->nns++;
 		}
 	}
@@ -608,9 +721,17 @@ int xml_view_build(struct xml_view *v, const struct xml_nsctx *ctx, const char *
 				if (cur == XML_NO_TOK)
 					return fail(&b, XML_ERR_NOT_WELL_FORMED, p);
 				open = &v->tok[cur];
-				q = scan_qname(name, e, &prefix);
-				if (!q || (uint32_t)(q - name) != open->len || memcmp(name, b.s + open->off, open->len))
-					return fail(&b, XML_ERR_NOT_WELL_FORMED, name);
+				/* The start tag's name (a QName) again, then a byte
+				 * that cannot continue a name: where scan_qname
+				 * would stop, without the scan. */
+				q = name + open->len;
+				if ((uint32_t)(e - name) <= open->len || name_tab[*q] || *q == ':' ||
+				    !same_bytes(name, b.s + open->off, open->len)) {
+					q = scan_qname(name, e, &prefix);
+					if (!q || (uint32_t)(q - name) != open->len ||
+					    !same_bytes(name, b.s + open->off, open->len))
+						return fail(&b, XML_ERR_NOT_WELL_FORMED, name);
+				}
 				while (q < e && is_ws(*q))
 					q++;
 				if (q >= e || *q != '>')
@@ -680,7 +801,6 @@ int xml_view_build(struct xml_view *v, const struct xml_nsctx *ctx, const char *
 					return -1;
 				if (elem == 0) {
 					v->top_end = (uint32_t)(q - b.s) - (empty ? 2u : 1u);
-					fill_info(v);
 				} else if (cur == 0 && v->info.child == XML_NO_TOK) {
 					v->info.child = elem;
 				}
@@ -840,7 +960,6 @@ int xml_view_header(struct xml_view *v, struct xml_nsctx *ctx, const char *buf, 
 	if (p != b.e)
 		return fail(&b, XML_ERR_NOT_WELL_FORMED, p);
 	v->top_end = v->len - 1;
-	fill_info(v);
 
 	struct xml_slice ns = xml_tok_ns(v, 0), local = xml_tok_local(v, 0);
 	if (!slice_is(ns.ptr, ns.len, NS_STREAMS, sizeof(NS_STREAMS) - 1) || !xml_slice_eq(local, "stream"))
