@@ -443,7 +443,8 @@ static int load_limits(struct loader *l, const config_setting_t *g, struct serve
 
 static int load_auth(struct loader *l, const config_setting_t *g, struct server_config *c)
 {
-	static const char *const keys[] = { "max_failures", "failure_delay_ms", "scram_iterations" };
+	static const char *const keys[] = { "max_failures", "failure_delay_ms", "scram_iterations",
+					    "allow_plaintext" };
 	uint64_t v;
 
 	if (want_group(l, g) < 0 || check_keys(l, g, keys, NELEM(keys)) < 0)
@@ -460,6 +461,10 @@ static int load_auth(struct loader *l, const config_setting_t *g, struct server_
 	if (get_uint(l, g, "scram_iterations", R_SCRAM_MIN, R_SCRAM_MAX, &v) < 0)
 		return -1;
 	c->scram_iterations = (uint32_t)v;
+	int plain = c->allow_plaintext_auth;
+	if (get_bool(l, g, "allow_plaintext", &plain) < 0)
+		return -1;
+	c->allow_plaintext_auth = (uint8_t)(plain != 0);
 	return 0;
 }
 
@@ -599,7 +604,7 @@ int config_check(const struct server_config *c, char *err, size_t errlen)
 
 /* ---- the command line ---------------------------------------------------------- */
 
-enum { OPT_LISTEN = 256, OPT_LISTEN_TLS, OPT_CHECK };
+enum { OPT_LISTEN = 256, OPT_LISTEN_TLS, OPT_CHECK, OPT_PLAINTEXT };
 
 int config_args(int argc, char **argv, struct config_overrides *ov, char *err, size_t errlen)
 {
@@ -613,6 +618,7 @@ int config_args(int argc, char **argv, struct config_overrides *ov, char *err, s
 		{ "listen-tls", required_argument, NULL, OPT_LISTEN_TLS },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "allow-plaintext-auth", no_argument, NULL, OPT_PLAINTEXT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -642,6 +648,7 @@ int config_args(int argc, char **argv, struct config_overrides *ov, char *err, s
 			break;
 		case 'f': break;   /* always in the foreground: systemd or a terminal supervises us */
 		case OPT_CHECK: ov->check_only = true; break;
+		case OPT_PLAINTEXT: ov->allow_plaintext_auth = true; break;
 		case 'h': ov->help = true; break;
 		case 'V': ov->version = true; break;
 		case ':':
@@ -673,6 +680,8 @@ int config_override(struct server_config *cfg, const struct config_overrides *ov
 		}
 		snprintf(c->data_dir, sizeof(c->data_dir), "%s", ov->data_dir);
 	}
+	if (ov->allow_plaintext_auth)
+		c->allow_plaintext_auth = 1;
 	if (ov->ndomain) {
 		/* The flag names the whole set: the file's vhosts, with their
 		 * certificate paths, are replaced, not extended. */

@@ -45,6 +45,7 @@ struct config_overrides {
 	const char *workers;                           /* -w */
 	const char *log_level;                         /* -l */
 	bool check_only;                               /* --check-config */
+	bool allow_plaintext_auth;                     /* --allow-plaintext-auth */
 	bool help;                                     /* -h */
 	bool version;                                  /* -V */
 };

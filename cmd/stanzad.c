@@ -52,6 +52,7 @@ static void usage(FILE *f)
 		"  -l, --log-level LEVEL   error, warn, info, debug\n"
 		"      --listen ADDR       c2s listener with STARTTLS (repeatable; replaces the file's)\n"
 		"      --listen-tls ADDR   c2s listener with direct TLS, XEP-0368 (repeatable)\n"
+		"      --allow-plaintext-auth  SCRAM without TLS (never PLAIN): benchmarks, trusted networks\n"
 		"  -f, --foreground        run in the foreground (always; for compatibility)\n"
 		"      --check-config      check the configuration and exit\n"
 		"  -h, --help              this text\n"
@@ -247,6 +248,9 @@ static void log_start(struct app *a, unsigned workers)
 		n += (size_t)snprintf(vh + n, sizeof(vh) - n, "%s%s", i ? " " : "", a->cfg.vhost[i].domain);
 	log_info("stanzad %s started: %u worker%s, listeners %s, vhosts %s, data %s", STANZA_VERSION, workers,
 		 workers == 1 ? "" : "s", lis, vh, a->cfg.data_dir);
+	if (a->cfg.allow_plaintext_auth)
+		log_warn("auth.allow_plaintext is on: SCRAM logins without TLS are accepted "
+			 "(benchmarks and trusted networks only)");
 }
 
 int main(int argc, char **argv)

@@ -179,31 +179,7 @@ static void send_features(struct session *s)
 
 	xmlw_init(&x, s->w->scratch, s->w->scratch_cap);
 	xmlw_start(&x, "stream:features");
-	if (!(s->flags & SF_TLS)) {
-		if (have_tls) {
-			/* TLS is required before authentication: no mechanisms
-			 * are offered until it is up. */
-			xmlw_start(&x, "starttls");
-			xmlw_ns(&x, NULL, NS_TLS);
-			xmlw_start(&x, "required");
-			xmlw_end(&x);
-			xmlw_end(&x);
-		}
-	} else if (!(s->flags & SF_AUTHED)) {
-		struct cbdata cbd;
-		unsigned cb = channel_bindings(s, NULL, &cbd);
-		const char *names[16];
-		size_t n = s->w->srv->hooks->auth.mechanisms(true, cb, names, 16);
-
-		xmlw_start(&x, "mechanisms");
-		xmlw_ns(&x, NULL, NS_SASL);
-		for (size_t i = 0; i < n && i < 16; i++) {
-			xmlw_start(&x, "mechanism");
-			xmlw_text_str(&x, names[i]);
-			xmlw_end(&x);
-		}
-		xmlw_end(&x);
-	} else {
+	if (s->flags & SF_AUTHED) {
 		xmlw_start(&x, "bind");
 		xmlw_ns(&x, NULL, NS_BIND);
 		xmlw_end(&x);
@@ -214,6 +190,35 @@ static void send_features(struct session *s)
 		xmlw_start(&x, "optional");
 		xmlw_end(&x);
 		xmlw_end(&x);
+	} else {
+		bool plain_ok = cfg_of(s)->allow_plaintext_auth;
+		if (!(s->flags & SF_TLS) && have_tls) {
+			/* TLS is required before authentication (no mechanisms
+			 * are offered until it is up) unless the operator allowed
+			 * SCRAM in plaintext. */
+			xmlw_start(&x, "starttls");
+			xmlw_ns(&x, NULL, NS_TLS);
+			if (!plain_ok) {
+				xmlw_start(&x, "required");
+				xmlw_end(&x);
+			}
+			xmlw_end(&x);
+		}
+		if ((s->flags & SF_TLS) || plain_ok) {
+			struct cbdata cbd;
+			unsigned cb = channel_bindings(s, NULL, &cbd);
+			const char *names[16];
+			size_t n = s->w->srv->hooks->auth.mechanisms((s->flags & SF_TLS) != 0, cb, names, 16);
+
+			xmlw_start(&x, "mechanisms");
+			xmlw_ns(&x, NULL, NS_SASL);
+			for (size_t i = 0; i < n && i < 16; i++) {
+				xmlw_start(&x, "mechanism");
+				xmlw_text_str(&x, names[i]);
+				xmlw_end(&x);
+			}
+			xmlw_end(&x);
+		}
 	}
 	xmlw_end(&x);
 	send_xmlw(s, &x, false);
@@ -711,9 +716,11 @@ static void handle_stanza(struct session *s, const char *buf, size_t len)
 	stat_add(&s->w->st.stanzas_in, 1);
 	struct xml_slice local = xml_tok_local(v, 0), ns = xml_tok_ns(v, 0);
 
-	if (!(s->flags & SF_TLS)) {
+	if (!(s->flags & (SF_TLS | SF_AUTHED))) {
 		if (xml_slice_eq(ns, NS_TLS) && xml_slice_eq(local, "starttls"))
 			handle_starttls(s);
+		else if (xml_slice_eq(ns, NS_SASL) && cfg_of(s)->allow_plaintext_auth)
+			handle_sasl(s, v, local);   /* the hooks refuse PLAIN without TLS */
 		else if (xml_slice_eq(ns, NS_SASL) && xml_slice_eq(local, "auth"))
 			sasl_failure(s, "encryption-required");
 		else

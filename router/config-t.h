@@ -56,6 +56,8 @@ struct server_config {
 	uint32_t max_auth_failures;        /* per connection, then the stream is closed */
 	uint32_t auth_fail_delay_ms;       /* per source address, doubled per recent failure, capped */
 	uint32_t scram_iterations;         /* for new credentials */
+	uint8_t allow_plaintext_auth;      /* SCRAM (never PLAIN) without TLS: benchmarks and trusted
+					    * networks only; off by default (TLS required to authenticate) */
 	uint8_t conflict;                  /* enum conflict_policy */
 	uint64_t store_map_size;           /* LMDB map size in bytes */
 };

@@ -57,7 +57,10 @@ ulimit -n "$(ulimit -Hn)"
 # background in a session of its own. taskset and setsid exec, so $! is
 # stanzad itself.
 t0=$(peer_now_ms)
-setsid taskset -c "$cpus" "$bin" -d "$dir/data" -w "$cores" -D "$domain" -l warn \
+# PEER_PLAINTEXT=1: SCRAM without TLS, like the peers' plaintext mode.
+plain=""
+[ "${PEER_PLAINTEXT:-0}" = 1 ] && plain="--allow-plaintext-auth"
+setsid taskset -c "$cpus" "$bin" -d "$dir/data" -w "$cores" -D "$domain" -l warn $plain \
 	--listen "127.0.0.1:$port" --listen-tls "127.0.0.1:$((port + 1))" \
 	</dev/null >>"$dir/logs/stanzad.log" 2>&1 &
 pid=$!

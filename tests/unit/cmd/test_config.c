@@ -85,6 +85,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.max_auth_failures, 3);
 	assert_int_equal(c.auth_fail_delay_ms, 250);
 	assert_int_equal(c.scram_iterations, 4096);
+	assert_int_equal(c.allow_plaintext_auth, 0);
 	assert_int_equal(c.conflict, CONFLICT_KICK_OLD);
 	assert_true(c.store_map_size == (uint64_t)1 << 30);
 
@@ -132,6 +133,7 @@ static const char every_option[] =
 	"  max_failures = 5;\n"
 	"  failure_delay_ms = 1000;\n"
 	"  scram_iterations = 10000;\n"
+	"  allow_plaintext = true;\n"
 	"};\n"
 	"store = { map_size = 8589934592L; };\n";
 
@@ -172,6 +174,7 @@ static void test_every_option(void **state)
 	assert_int_equal(c.max_auth_failures, 5);
 	assert_int_equal(c.auth_fail_delay_ms, 1000);
 	assert_int_equal(c.scram_iterations, 10000);
+	assert_int_equal(c.allow_plaintext_auth, 1);
 	assert_true(c.store_map_size == (uint64_t)8 << 30);
 
 	assert_int_equal(config_admin_socket(&c, buf, sizeof(buf)), 0);
