@@ -188,3 +188,31 @@ peer_check_count() {
 		''|*[!0-9]*) peer_die "N must be a number: '$1'" ;;
 	esac
 }
+
+# start.sh DIR PORT DOMAIN CORES: sets dir, port, domain, cores and cpus
+# (the CPU list to pin to), checked; usage error (exit 2) otherwise.
+peer_start_args() {
+	[ $# -eq 4 ] || { echo "usage: $0 DIR PORT DOMAIN CORES" >&2; exit 2; }
+	dir="$(peer_abs "$1")"
+	port="$2"
+	domain="$3"
+	cores="$4"
+	peer_check_port "$port"
+	peer_check_domain "$domain"
+	cpus="$(peer_cpulist "$cores")"
+}
+
+# provision.sh DIR PREFIX N PASSWORD DOMAIN: sets dir, prefix, n, password
+# and domain, checked; usage error (exit 2) otherwise.
+peer_provision_args() {
+	[ $# -eq 5 ] || { echo "usage: $0 DIR PREFIX N PASSWORD DOMAIN" >&2; exit 2; }
+	dir="$(peer_abs "$1")"
+	prefix="$2"
+	n="$3"
+	password="$4"
+	domain="$5"
+	peer_check_domain "$domain"
+	peer_check_prefix "$prefix"
+	peer_check_count "$n"
+	peer_check_password "$password"
+}

@@ -25,16 +25,7 @@ PEER_NAME=ejabberd
 here="$(cd "$(dirname "$0")" && pwd -P)"
 . "$here/../common.sh"
 
-[ $# -eq 5 ] || { echo "usage: $0 DIR PREFIX N PASSWORD DOMAIN" >&2; exit 2; }
-dir="$(peer_abs "$1")"
-prefix="$2"
-n="$3"
-password="$4"
-domain="$5"
-peer_check_domain "$domain"
-peer_check_prefix "$prefix"
-peer_check_count "$n"
-peer_check_password "$password"
+peer_provision_args "$@"
 [ -s "$dir/ejabberdctl.cfg" ] || peer_die "$dir is not an ejabberd instance (start.sh makes it)"
 peer_pid_is_ours "$(cat "$dir/ejabberd.pid" 2>/dev/null)" "$dir" || peer_die "not running in $dir"
 

@@ -28,14 +28,7 @@ PEER_NAME=ejabberd
 here="$(cd "$(dirname "$0")" && pwd -P)"
 . "$here/../common.sh"
 
-[ $# -eq 4 ] || { echo "usage: $0 DIR PORT DOMAIN CORES" >&2; exit 2; }
-dir="$(peer_abs "$1")"
-port="$2"
-domain="$3"
-cores="$4"
-peer_check_port "$port"
-peer_check_domain "$domain"
-cpus="$(peer_cpulist "$cores")"
+peer_start_args "$@"
 dist_port="${PEER_EJABBERD_DIST_PORT:-$((port + 1))}"
 peer_check_port "$dist_port"
 timeout="${PEER_START_TIMEOUT:-60}"

@@ -27,16 +27,7 @@ PEER_NAME=prosody
 here="$(cd "$(dirname "$0")" && pwd -P)"
 . "$here/../common.sh"
 
-[ $# -eq 5 ] || { echo "usage: $0 DIR PREFIX N PASSWORD DOMAIN" >&2; exit 2; }
-dir="$(peer_abs "$1")"
-prefix="$2"
-n="$3"
-password="$4"
-domain="$5"
-peer_check_domain "$domain"
-peer_check_prefix "$prefix"
-peer_check_count "$n"
-peer_check_password "$password"
+peer_provision_args "$@"
 [ -f "$dir/prosody.cfg.lua" ] || peer_die "$dir is not a Prosody instance (start.sh makes it)"
 
 t0=$(peer_now_ms)

@@ -15,16 +15,7 @@ here="$(cd "$(dirname "$0")" && pwd -P)"
 . "$here/../common.sh"
 repo="$(cd "$here/../../.." && pwd -P)"
 
-[ $# -eq 5 ] || { echo "usage: $0 DIR PREFIX N PASSWORD DOMAIN" >&2; exit 2; }
-dir="$(peer_abs "$1")"
-prefix="$2"
-n="$3"
-password="$4"
-domain="$5"
-peer_check_domain "$domain"
-peer_check_prefix "$prefix"
-peer_check_count "$n"
-peer_check_password "$password"
+peer_provision_args "$@"
 
 build="${PEER_STANZAD_BUILD:-build}"
 case "$build" in /*) ;; *) build="$repo/$build" ;; esac

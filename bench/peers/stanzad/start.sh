@@ -24,15 +24,8 @@ here="$(cd "$(dirname "$0")" && pwd -P)"
 . "$here/../common.sh"
 repo="$(cd "$here/../../.." && pwd -P)"
 
-[ $# -eq 4 ] || { echo "usage: $0 DIR PORT DOMAIN CORES" >&2; exit 2; }
-dir="$(peer_abs "$1")"
-port="$2"
-domain="$3"
-cores="$4"
-peer_check_port "$port"
+peer_start_args "$@"
 peer_check_port "$((port + 1))"
-peer_check_domain "$domain"
-cpus="$(peer_cpulist "$cores")"
 timeout="${PEER_START_TIMEOUT:-60}"
 
 build="${PEER_STANZAD_BUILD:-build}"
