@@ -321,7 +321,24 @@ static void send_auth(struct xc *c)
 		}
 		s->mech = (uint8_t)o->mech;
 		s->nonce_len = (uint16_t)b64_encode(rnd, sizeof(rnd), s->nonce, sizeof(s->nonce));
-		int n = snprintf(s->cfb, sizeof(s->cfb), "n=%s,r=%s", user, s->nonce);
+		/* RFC 5802 saslname: ',' and '=' are escaped as =2C and =3D. */
+		char esc[3 * sizeof(user) + 1];   /* every byte escaped: never truncated */
+		size_t el = 0;
+		for (const char *u = user; *u && el + 4 < sizeof(esc); u++) {
+			if (*u == ',' || *u == '=') {
+				memcpy(esc + el, *u == ',' ? "=2C" : "=3D", 3);
+				el += 3;
+			} else {
+				esc[el++] = *u;
+			}
+		}
+		esc[el] = '\0';
+		int n = snprintf(s->cfb, sizeof(s->cfb), "n=%s,r=%s", esc, s->nonce);
+		if (n < 0 || (size_t)n >= sizeof(s->cfb)) {
+			free(s);
+			xc_close(c, ERR_AUTH);   /* a user name too long for this client */
+			return;
+		}
 		s->cfb_len = (uint16_t)n;
 		rl = (size_t)snprintf(raw, sizeof(raw), "n,,%s", s->cfb);
 		c->scram = s;

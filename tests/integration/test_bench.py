@@ -202,6 +202,15 @@ class BenchTest(ServerTestCase):
         self.assertEqual(doc['latency_ns']['count'], 40)
         self.check_text(out, 'logins: 40 of 40 completed', 'login time (ms): p50 ')
 
+    def test_login_saslname_escapes(self):
+        """User names with ',' and '=' (legal in a JID localpart) are sent
+        as RFC 5802 saslnames (=2C, =3D) and the server decodes them."""
+        rc, out, err, doc, spath = self.bench('b=l,', '--scenario', 'login', '--logins', '6',
+                                              '--inflight', '2', '--duration', '1.5',
+                                              '--warmup', '0')
+        self.check_no_errors(doc)
+        self.assertEqual(doc['logins'], 6)
+
     def test_idle(self):
         rc, out, err, doc, spath = self.bench('bi', '--scenario', 'idle', '--sessions', '30',
                                               '--duration', '2', '--warmup', '0.5')
