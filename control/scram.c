@@ -234,13 +234,8 @@ static enum sasl_err parse_first(struct sasl_scram *st, enum sasl_mech mech, uns
 	if (p + fl == end)
 		return SASL_ERR_MALFORMED_REQUEST;
 	if ((flag == 'n' || flag == 'y') && fl == 1) {
-		/* 'n' with a -PLUS mechanism breaks RFC 5802 (a -PLUS exchange
-		 * binds), but slixmpp 1.8 sends exactly that on TLS 1.3, where
-		 * Python offers it no tls-unique. Taken as the same exchange
-		 * without binding: nothing the server would not accept from
-		 * SCRAM-SHA-x with 'n' anyway. 'y' with -PLUS stays an error. */
-		if (plus && flag == 'y')
-			return SASL_ERR_MALFORMED_REQUEST;
+		if (plus)
+			return SASL_ERR_MALFORMED_REQUEST;   /* a -PLUS exchange binds: 'p' */
 		/* RFC 5802 6: the client could bind but believes we cannot; we
 		 * advertised -PLUS, so someone removed it on the way. */
 		if (flag == 'y' && cb_avail)
