@@ -181,30 +181,20 @@ static void send_to_full(struct worker *w, const char *jid, size_t len, const ch
 		forward(w, r->handle, &iov, 1, 0);
 }
 
-/* Which of a bare JID's sessions a stanza goes to (RFC 6121 8.5.2.1). */
-enum fanout {
-	TO_BEST,        /* available, priority >= 0, the highest priority (ties: all) */
-	TO_AVAILABLE,   /* available, priority >= 0 (headlines) */
-	TO_ALL_AVAIL,   /* every available session (presence) */
-};
-
-/* Forward to the chosen sessions of snap, all of them: the snapshot stays
- * valid until this thread's next quiescent state, so it is walked in
- * place. skip: a handle to leave out (0: none). Returns how many took it. */
-static unsigned fan_out(struct worker *w, const struct route_snap *snap, enum fanout how, uint64_t skip,
+/* Forward to the sessions of snap that route_picks chooses, all of them:
+ * the snapshot stays valid until this thread's next quiescent state, so
+ * it is walked in place. skip: a handle to leave out (0: none). Returns
+ * how many took it. */
+static unsigned fan_out(struct worker *w, const struct route_snap *snap, enum route_pick how, uint64_t skip,
 			const struct iovec *iov, int n, uint16_t flags)
 {
 	unsigned sent = 0;
 
-	if (!snap || (how == TO_BEST && snap->nbest == 0))
+	if (!snap)
 		return 0;
 	for (unsigned i = 0; i < snap->nres; i++) {
 		const struct route_res *r = &snap->res[i];
-		if (!r->available || r->handle == skip)
-			continue;
-		if ((how == TO_BEST && r->priority != snap->best) || (how == TO_AVAILABLE && r->priority < 0))
-			continue;
-		if (forward(w, r->handle, iov, n, flags))
+		if (r->handle != skip && route_picks(snap, r, how) && forward(w, r->handle, iov, n, flags))
 			sent++;
 	}
 	return sent;
@@ -293,7 +283,7 @@ static void own_presence(struct session *s, struct stanza *st, const struct iove
 	if (!snap)
 		return;
 	/* Including the sender itself: the echo tells it the server has it. */
-	fan_out(s->w, snap, TO_ALL_AVAIL, 0, iov, n, 0);
+	fan_out(s->w, snap, ROUTE_PICK_ALL, 0, iov, n, 0);
 }
 
 void deliver_gone(struct session *s)
@@ -318,7 +308,7 @@ void deliver_gone(struct session *s)
 	if (xmlw_finish(&x, &len) != XMLW_OK)
 		return;
 	struct iovec iov = { buf, len };
-	fan_out(s->w, snap, TO_ALL_AVAIL, 0, &iov, 1, 0);
+	fan_out(s->w, snap, ROUTE_PICK_ALL, 0, &iov, 1, 0);
 }
 
 /* To the bare JID of a local account (RFC 6121 8.5.2). Returns false when
@@ -332,27 +322,27 @@ static void to_bare(struct session *s, struct stanza *st, const struct route_sna
 		case T_NONE:
 		case T_NORMAL:
 		case T_CHAT:
-			if (!fan_out(s->w, snap, TO_BEST, 0, iov, n, 0)) {
+			if (!fan_out(s->w, snap, ROUTE_PICK_BEST, 0, iov, n, 0)) {
 				/* No available resource: without offline storage,
 				 * <service-unavailable/> (RFC 6121 8.5.2.2.1). */
 				reply_error(s, st, "cancel", "service-unavailable");
 			}
 			return;
 		case T_HEADLINE:
-			fan_out(s->w, snap, TO_AVAILABLE, 0, iov, n, 0);   /* none: dropped silently */
+			fan_out(s->w, snap, ROUTE_PICK_AVAILABLE, 0, iov, n, 0);   /* none: dropped silently */
 			return;
 		case T_GROUPCHAT:
 			reply_error(s, st, "cancel", "service-unavailable");
 			return;
 		case T_ERROR:
-			fan_out(s->w, snap, TO_BEST, 0, iov, n, 0);
+			fan_out(s->w, snap, ROUTE_PICK_BEST, 0, iov, n, 0);
 			return;
 		default:
 			return;
 		}
 	case K_PRESENCE:
 		if (st->type != T_PROBE)   /* probes are answered from rosters (IM layer) */
-			fan_out(s->w, snap, TO_ALL_AVAIL, 0, iov, n, 0);
+			fan_out(s->w, snap, ROUTE_PICK_ALL, 0, iov, n, 0);
 		return;
 	case K_IQ:
 		server_iq(s, st);
@@ -527,7 +517,7 @@ static void deliver_stale(struct worker *w, const struct ring_rec *rec)
 	/* One fallback only: a record re-sent from here that finds a stale
 	 * handle again gets the error, it does not travel on. */
 	if ((rec->flags & MSGF_BARE_FALLBACK) && !(rec->flags & MSGF_RETRIED) && snap) {
-		unsigned sent = fan_out(w, snap, type == T_HEADLINE ? TO_AVAILABLE : TO_BEST, rec->arg,
+		unsigned sent = fan_out(w, snap, type == T_HEADLINE ? ROUTE_PICK_AVAILABLE : ROUTE_PICK_BEST, rec->arg,
 					&iov, 1, MSGF_RETRIED);
 		if (sent || type == T_HEADLINE)
 			return;

@@ -108,35 +108,39 @@ static inline const struct route_res *route_find(const struct route_snap *s, con
 	return NULL;
 }
 
-/* RFC 6121 8.5.2.1.1: the "most available" sessions for a message to the
- * bare JID: available, priority >= 0, and of those the highest priority
- * (ties: all of them). Writes the first min(n, max) handles to out, in bind
- * order, and returns n (0: none; the message goes offline or is refused). */
-static inline unsigned route_best(const struct route_snap *s, uint64_t *out, unsigned max)
+/* Which of a bare JID's sessions a stanza to the bare JID goes to
+ * (RFC 6121 8.5.2.1): */
+enum route_pick {
+	ROUTE_PICK_BEST = 1,     /* messages: available, priority >= 0, the highest priority (ties: all) */
+	ROUTE_PICK_AVAILABLE,    /* headlines: available, priority >= 0 */
+	ROUTE_PICK_ALL,          /* presence: every available session */
+};
+
+static inline bool route_picks(const struct route_snap *s, const struct route_res *r, enum route_pick how)
 {
-	unsigned n = 0;
-	if (s->nbest == 0)
-		return 0;
-	for (unsigned i = 0; i < s->nres && n < max; i++) {
-		const struct route_res *r = &s->res[i];
-		if (r->available && r->priority == s->best)
-			out[n++] = r->handle;
+	if (!r->available)
+		return false;
+	switch (how) {
+	case ROUTE_PICK_BEST:
+		return s->nbest && r->priority == s->best;
+	case ROUTE_PICK_AVAILABLE:
+		return r->priority >= 0;
+	case ROUTE_PICK_ALL:
+		return true;
 	}
-	return s->nbest;
+	return false;
 }
 
-/* Every available session with priority >= min_priority: min_priority 0 for
- * a headline to the bare JID (RFC 6121 8.5.2.1.1), INT8_MIN for all of
- * them (presence to the user's own resources). Writes the first min(n, max)
- * handles to out, in bind order, and returns n. */
-static inline unsigned route_available(const struct route_snap *s, int min_priority, uint64_t *out, unsigned max)
+/* The first min(n, max) handles route_picks chooses, in bind order, into
+ * out; returns n. Callers that forward walk the snapshot with route_picks
+ * instead (no width limit). */
+static inline unsigned route_pick_handles(const struct route_snap *s, enum route_pick how, uint64_t *out, unsigned max)
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < s->nres; i++) {
-		const struct route_res *r = &s->res[i];
-		if (r->available && r->priority >= min_priority) {
+		if (route_picks(s, &s->res[i], how)) {
 			if (n < max)
-				out[n] = r->handle;
+				out[n] = s->res[i].handle;
 			n++;
 		}
 	}

@@ -254,8 +254,8 @@ static void test_presence_best(void **state)
 	for (unsigned i = 0; i < 6; i++)
 		assert_int_equal(route_bind(t, S("u@x"), S(name[i]), 100 + i, CONFLICT_KICK_OLD, 8, NULL), ROUTE_OK);
 	const struct route_snap *s = route_lookup(t, S("u@x"));
-	assert_int_equal(route_best(s, out, 8), 0);
-	assert_int_equal(route_available(s, INT8_MIN, out, 8), 0);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_BEST, out, 8), 0);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_ALL, out, 8), 0);
 
 	/* a 5, b 5, c 3, d -1, e 10 but unavailable, f -128 */
 	assert_int_equal(route_set_presence(t, S("u@x"), S("a"), 100, true, 5), ROUTE_OK);
@@ -268,22 +268,22 @@ static void test_presence_best(void **state)
 	assert_int_equal(s->navail, 5);
 	assert_int_equal(s->best, 5);
 	assert_int_equal(s->nbest, 2);
-	assert_int_equal(route_best(s, out, 8), 2);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_BEST, out, 8), 2);
 	assert_int_equal(out[0], 100);
 	assert_int_equal(out[1], 101);
 	/* truncated: the count is still the whole */
 	out[1] = 0;
-	assert_int_equal(route_best(s, out, 1), 2);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_BEST, out, 1), 2);
 	assert_int_equal(out[0], 100);
 	assert_int_equal(out[1], 0);
-	assert_int_equal(route_available(s, 0, out, 8), 3);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_AVAILABLE, out, 8), 3);
 	assert_int_equal(out[0], 100);
 	assert_int_equal(out[1], 101);
 	assert_int_equal(out[2], 102);
-	assert_int_equal(route_available(s, INT8_MIN, out, 8), 5);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_ALL, out, 8), 5);
 	assert_int_equal(out[3], 103);
 	assert_int_equal(out[4], 105);
-	assert_int_equal(route_available(s, INT8_MIN, out, 2), 5);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_ALL, out, 2), 5);
 
 	/* the same presence again publishes nothing */
 	assert_int_equal(route_set_presence(t, S("u@x"), S("a"), 100, true, 5), ROUTE_OK);
@@ -292,7 +292,7 @@ static void test_presence_best(void **state)
 	/* e becomes available at 127: the only best */
 	assert_int_equal(route_set_presence(t, S("u@x"), S("e"), 104, true, INT8_MAX), ROUTE_OK);
 	s = route_lookup(t, S("u@x"));
-	assert_int_equal(route_best(s, out, 8), 1);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_BEST, out, 8), 1);
 	assert_int_equal(out[0], 104);
 	assert_int_equal(s->best, INT8_MAX);
 
@@ -303,14 +303,14 @@ static void test_presence_best(void **state)
 	assert_int_equal(route_set_presence(t, S("u@x"), S("e"), 104, false, 0), ROUTE_OK);
 	s = route_lookup(t, S("u@x"));
 	assert_int_equal(s->navail, 4);
-	assert_int_equal(route_best(s, out, 8), 0);
-	assert_int_equal(route_available(s, 0, out, 8), 0);
-	assert_int_equal(route_available(s, INT8_MIN, out, 8), 4);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_BEST, out, 8), 0);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_AVAILABLE, out, 8), 0);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_ALL, out, 8), 4);
 
 	/* priority 0 available counts as best */
 	assert_int_equal(route_set_presence(t, S("u@x"), S("f"), 105, true, 0), ROUTE_OK);
 	s = route_lookup(t, S("u@x"));
-	assert_int_equal(route_best(s, out, 8), 1);
+	assert_int_equal(route_pick_handles(s, ROUTE_PICK_BEST, out, 8), 1);
 	assert_int_equal(out[0], 105);
 
 	/* unbinding keeps the others' presence */
@@ -764,17 +764,17 @@ static unsigned c_check_snap(struct c_shared *sh, const struct route_snap *s, in
 	}
 	if (sum != s->names_len || navail != s->navail || nbest != s->nbest || (nbest && best != s->best))
 		C_FAIL(sh, "summary\n");
-	if (route_best(s, out, C_RES + 1) != nbest)
-		C_FAIL(sh, "route_best\n");
+	if (route_pick_handles(s, ROUTE_PICK_BEST, out, C_RES + 1) != nbest)
+		C_FAIL(sh, "route_pick_handles(BEST)\n");
 	for (unsigned i = 0; i < nbest; i++) {
 		bool found = false;
 		for (unsigned k = 0; k < s->nres; k++)
 			found |= s->res[k].handle == out[i] && s->res[k].available && s->res[k].priority == best;
 		if (!found)
-			C_FAIL(sh, "route_best handle\n");
+			C_FAIL(sh, "route_pick_handles(BEST) handle\n");
 	}
-	if (route_available(s, INT8_MIN, out, C_RES + 1) != navail)
-		C_FAIL(sh, "route_available\n");
+	if (route_pick_handles(s, ROUTE_PICK_ALL, out, C_RES + 1) != navail)
+		C_FAIL(sh, "route_pick_handles(ALL)\n");
 	return s->nres;
 }
 
