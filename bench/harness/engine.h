@@ -60,6 +60,10 @@ struct scenario {
 	/* How many sessions must be up before warm-up starts (0: none, the
 	 * scenario measures from the start, as login does). */
 	uint64_t (*expected)(const struct engine *e);
+	/* Sessions must also have settled (eng_count(&t->settled, 1) once
+	 * each: fanout's subscriptions all approved) before warm-up starts;
+	 * false: being up is enough. */
+	bool wait_settled;
 };
 
 struct eng_thread {
@@ -93,7 +97,7 @@ struct eng_thread {
 	struct hist pub;
 	_Atomic uint64_t epoch_seen;
 
-	_Atomic uint64_t sent, recv, logins, ready, failed;
+	_Atomic uint64_t sent, recv, logins, ready, failed, settled;
 	_Atomic uint64_t errors[ERR_KINDS];
 
 	uint64_t rng;

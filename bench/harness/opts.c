@@ -68,6 +68,7 @@ static const struct opt_key keys[] = {
 	UINT("inflight", inflight, 1, 1000000),
 	UINT("sessions", sessions, 1, 10000000),
 	DBL("rate", rate, 0.0, true, 1e6),
+	DBL("msg_rate", msg_rate, 0.0, false, 1e9),
 	DBL("duration", duration, 0.0, true, 86400.0),
 	DBL("warmup", warmup, 0.0, false, 86400.0),
 	UINT("threads", threads, 0, 1024),
@@ -503,6 +504,7 @@ void bench_opts_usage(FILE *f, const char *argv0)
 	        "  --user-prefix P (bench)  --password S (bench-pass)  --users N (0: as the scenario needs)\n"
 	        "  --pairs N (100)  --window N (16)  --body BYTES (100)  --contacts N (20)\n"
 	        "  --logins N (1000)  --inflight N (64)  --sessions N (1000)  --rate R (0.1)\n"
+	        "  --msg-rate R (0: closed loop; pairs: open loop at R messages/s in all)\n"
 	        "  --duration S (10)  --warmup S (2)  --threads N (0: online CPUs)  --connect-rate N (0: no limit)\n"
 	        "  --provision none|ibr|stanzactl|prosodyctl|ejabberdctl (none)  --provision-cmd \"CMD ARGS\"\n"
 	        "  --server-pid PID  --label NAME  --json FILE  --series FILE  --quiet\n"

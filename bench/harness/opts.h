@@ -40,6 +40,8 @@ struct bench_opts {
 	unsigned inflight;         /* login: concurrent logins */
 	unsigned sessions;         /* idle */
 	double rate;               /* mixed: stanzas/s per user */
+	double msg_rate;           /* pairs: open loop, messages/s in all (0: closed loop with `window`);
+				    * window then caps what may be in flight per direction */
 	double duration;           /* seconds of measurement (after ramp-up) */
 	double warmup;             /* seconds before measuring */
 	unsigned threads;          /* load threads; 0: online CPUs */

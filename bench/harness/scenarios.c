@@ -12,6 +12,15 @@
  * gives the window slot back to the sender directly: `window` messages in
  * flight per direction, no extra traffic, the next write batched with
  * everything else of the iteration.
+ *
+ * pairs with msg_rate (open loop): each thread owes msg_rate/threads
+ * messages per second from the start of warm-up, sent round-robin over its
+ * connections whatever the replies do, each stamped with the time it was
+ * due, not the time it left: when the server (or the generator) falls
+ * behind, the wait shows in the latency instead of silently lowering the
+ * offered load (coordinated omission). `window` still caps what is in
+ * flight per direction, so an overloaded server makes the backlog, and
+ * the latency, grow rather than the generator's memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +39,9 @@ struct sc_thread {
 	bool kicked;            /* pairs: windows filled at warm-up */
 	double credit;          /* mixed/fanout: stanzas owed by the rate */
 	uint64_t last;          /* mixed/fanout: when credit was last paid */
+	uint64_t t0;            /* pairs open loop: when the schedule started */
+	uint64_t issued;        /* pairs open loop: messages sent on the schedule */
+	uint32_t rr;            /* pairs open loop: next connection to send from */
 	char *body;
 };
 
@@ -84,9 +96,9 @@ static bool get_hex16(const char *s, size_t n, uint64_t *v)
 	return true;
 }
 
-/* <message to='JID/b' type='chat' id='TS'><body>BODY</body></message>;
- * returns the send time. */
-static uint64_t send_message(struct xc *c, uint32_t to_user)
+/* <message to='JID/b' type='chat' id='TS'><body>BODY</body></message>
+ * stamped with `due` (0: now); returns the stamp. */
+static uint64_t send_message_at(struct xc *c, uint32_t to_user, uint64_t due)
 {
 	struct eng_thread *t = c->t;
 	const struct bench_opts *o = t->eng->o;
@@ -103,7 +115,7 @@ static uint64_t send_message(struct xc *c, uint32_t to_user)
 	memcpy(p, "<message to='", 13); p += 13;
 	memcpy(p, jid, jl); p += jl;
 	memcpy(p, "/b' type='chat' id='", 20); p += 20;
-	uint64_t ts = now_ns();
+	uint64_t ts = due ? due : now_ns();
 	put_hex16(p, ts); p += 16;
 	memcpy(p, "'><body>", 8); p += 8;
 	memcpy(p, st(t)->body, bl); p += bl;
@@ -112,6 +124,11 @@ static uint64_t send_message(struct xc *c, uint32_t to_user)
 	if (eng_measured(t->eng, ts))
 		eng_count(&t->sent, 1);
 	return ts;
+}
+
+static uint64_t send_message(struct xc *c, uint32_t to_user)
+{
+	return send_message_at(c, to_user, 0);
 }
 
 /* A message arrived at c: its latency if it carries our stamp. Returns
@@ -193,9 +210,40 @@ static void pairs_start(struct eng_thread *t)
 static void refill(struct xc *c)
 {
 	unsigned w = c->t->eng->o->window;
+	if (c->t->eng->o->msg_rate > 0)
+		return;   /* open loop: the schedule sends, not the replies */
 	while (c->state == XC_READY && c->partner && c->outstanding < w) {
 		send_message(c, c->partner->user);
 		c->outstanding++;
+	}
+}
+
+/* Open loop: send what the schedule owes by now, round-robin over the
+ * connections that may send. */
+static void pairs_schedule(struct eng_thread *t, uint64_t now)
+{
+	struct sc_thread *s = st(t);
+	const struct bench_opts *o = t->eng->o;
+	double per_ns = o->msg_rate / nth(t) / 1e9;
+
+	if (!loading(t->eng) || t->nconns == 0)
+		return;
+	if (!s->t0)
+		s->t0 = now;
+	uint64_t owed = (uint64_t)((double)(now - s->t0) * per_ns);
+	uint32_t blocked = 0;
+	while (s->issued < owed && blocked < t->nconns) {
+		struct xc *c = t->conns[s->rr++ % t->nconns];
+		if (c->state != XC_READY || !c->partner || c->partner->state != XC_READY ||
+		    c->outstanding >= o->window) {
+			blocked++;
+			continue;
+		}
+		blocked = 0;
+		uint64_t due = s->t0 + (uint64_t)((double)s->issued / per_ns);
+		send_message_at(c, c->partner->user, due);
+		c->outstanding++;
+		s->issued++;
 	}
 }
 
@@ -219,6 +267,10 @@ static void pairs_tick(struct eng_thread *t, uint64_t now)
 			if (b)
 				xc_close(b, ERR_CONNECT);
 		}
+	}
+	if (t->eng->o->msg_rate > 0) {
+		pairs_schedule(t, now);
+		return;
 	}
 	if (!s->kicked && loading(t->eng)) {
 		s->kicked = true;
@@ -446,6 +498,40 @@ static void fanout_ready(struct xc *c)
 	}
 	xc_send(c, "<presence/>", 11);
 	c->aux = 0;
+	c->next_t = 0;   /* contacts seen */
+	c->seen = calloc((e->o->contacts + 7) / 8, 1);
+}
+
+/* Available presence from account `from` arrived at c: once every
+ * contact's has (the subscriptions are in place both ways, whether made
+ * now or kept from an earlier run), c's set-up is done, and the engine
+ * waits for every session's before warm-up. */
+static void fanout_seen(struct xc *c, const char *from, size_t len)
+{
+	const struct bench_opts *o = c->t->eng->o;
+	size_t pl = strlen(o->user_prefix);
+	unsigned half = o->contacts / 2, n = o->users;
+	uint64_t u = 0;
+	size_t i = pl;
+
+	if (!c->seen || c->next_t >= o->contacts || len <= pl || memcmp(from, o->user_prefix, pl))
+		return;
+	for (; i < len && from[i] >= '0' && from[i] <= '9' && u < n; i++)
+		u = u * 10 + (uint64_t)(from[i] - '0');
+	if (i == pl || i >= len || from[i] != '@' || u >= n)
+		return;
+	unsigned d = (unsigned)((u + n - c->user) % n), k;
+	if (d >= 1 && d <= half)
+		k = d - 1;
+	else if (n - d >= 1 && n - d <= half)
+		k = half + (n - d) - 1;
+	else
+		return;   /* not a contact */
+	if (c->seen[k / 8] & (1u << (k % 8)))
+		return;
+	c->seen[k / 8] |= (uint8_t)(1u << (k % 8));
+	if (++c->next_t == o->contacts)
+		eng_count(&c->t->settled, 1);
 }
 
 static void fanout_stanza(struct xc *c, const char *p, size_t n)
@@ -481,8 +567,11 @@ static void fanout_stanza(struct xc *c, const char *p, size_t n)
 	uint64_t ts;
 	char me[300];
 	size_t ml = xc_jid(c->t, c->user, me, sizeof(me));
-	if (xc_attr(p, n, "from", &f, &fl) && fl > ml && !memcmp(f, me, ml) && f[ml] == '/')
+	if (!xc_attr(p, n, "from", &f, &fl))
+		return;
+	if (fl > ml && !memcmp(f, me, ml) && f[ml] == '/')
 		return;   /* our own presence, which the server sends back to us */
+	fanout_seen(c, f, fl);
 	if (xc_attr(p, n, "id", &v, &vl) && get_hex16(v, vl, &ts) && eng_measured(c->t->eng, ts)) {
 		eng_count(&c->t->recv, 1);
 		eng_latency(c->t, ts, now_ns());
@@ -609,7 +698,7 @@ static const struct scenario scenarios[] = {
 	[SC_IDLE] = { "idle", idle_setup, idle_start, idle_ready, login_stanza, NULL, idle_tick, NULL,
 		      idle_expected },
 	[SC_FANOUT] = { "fanout", fanout_setup, users_start, fanout_ready, fanout_stanza, NULL, fanout_tick,
-			fanout_finish, users_expected },
+			fanout_finish, users_expected, true },
 	[SC_MIXED] = { "mixed", mixed_setup, users_start, mixed_ready, mixed_stanza, NULL, mixed_tick,
 		       lost_finish, users_expected },
 };

@@ -277,6 +277,7 @@ void xc_free(struct xc *c)
 	xbuf_free(&c->rx);
 	xbuf_free(&c->out);
 	xbuf_free(&c->wq);
+	free(c->seen);
 	free(c);
 }
 

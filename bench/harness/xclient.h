@@ -74,7 +74,8 @@ struct xc {
 	struct xc *partner;     /* pairs/raw: the other end, same thread */
 	uint32_t outstanding;   /* pairs/raw: messages in flight towards partner */
 	uint32_t aux;
-	uint64_t next_t;        /* mixed/fanout: next send */
+	uint64_t next_t;        /* fanout: contacts whose presence arrived */
+	uint8_t *seen;          /* fanout: a bit per contact whose presence arrived (freed with c) */
 };
 
 /* A connection for account `user`, connect started now (or queued until

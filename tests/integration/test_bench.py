@@ -52,7 +52,7 @@ TICK_KEYS = ['t', 'sent', 'recv', 'errors', 'p50_ns', 'p99_ns', 'server_cores', 
              'server_rss_kib']
 OPT_KEYS = ['scenario', 'host', 'port', 'domain', 'tls', 'mech', 'user_prefix', 'password', 'users',
             'pairs', 'window', 'body', 'contacts', 'logins', 'inflight', 'sessions', 'rate',
-            'duration', 'warmup', 'threads', 'connect_rate', 'provision', 'provision_cmd',
+            'msg_rate', 'duration', 'warmup', 'threads', 'connect_rate', 'provision', 'provision_cmd',
             'server_pid', 'label', 'json_path', 'series_path', 'quiet']
 
 TICK_RE = re.compile(r'^t=[\d.]+s sent=\d+/s recv=\d+/s p50=[\d.]+ms p99=[\d.]+ms err=\d+ '
@@ -179,6 +179,23 @@ class BenchTest(ServerTestCase):
         self.check_series(spath, doc)
         log('pairs: %d sent, %d received, p99 %.3f ms' % (doc['sent'], doc['recv'],
                                                           doc['latency_ns']['p99'] / 1e6))
+
+    def test_pairs_open_loop(self):
+        # --msg-rate: the schedule, not the replies, sets the pace: about
+        # rate x duration messages, every one delivered.
+        rate, dur = 2000, 2.0
+        rc, out, err, doc, spath = self.bench('bo', '--scenario', 'pairs', '--pairs', '4',
+                                              '--window', '64', '--msg-rate', str(rate),
+                                              '--duration', str(dur), '--warmup', '0.5',
+                                              '--quiet')
+        self.check_json(doc, 'pairs')
+        self.check_no_errors(doc)
+        self.assertEqual(doc['recv'], doc['sent'], 'messages lost or duplicated')
+        self.assertEqual(doc['opts']['msg_rate'], rate)
+        # Bounded both ways (not a speed check: 2000/s is far below any
+        # server's capacity, the window never fills).
+        self.assertGreater(doc['sent'], rate * dur * 0.5)
+        self.assertLess(doc['sent'], rate * dur * 1.5)
 
     def test_pairs_starttls_quiet(self):
         rc, out, err, doc, spath = self.bench('bq', '--scenario', 'pairs', '--pairs', '2',

@@ -123,6 +123,7 @@ static const struct { const char *key, *val; } every[] = {
 	{ "inflight", "3" },
 	{ "sessions", "12345" },
 	{ "rate", "2.5" },
+	{ "msg_rate", "250000" },
 	{ "duration", "1.5" },
 	{ "warmup", "0" },
 	{ "threads", "4" },
@@ -156,6 +157,7 @@ static void check_every(const struct bench_opts *o)
 	assert_int_equal(o->inflight, 3);
 	assert_int_equal(o->sessions, 12345);
 	assert_true(o->rate == 2.5);
+	assert_true(o->msg_rate == 250000.0);
 	assert_true(o->duration == 1.5);
 	assert_true(o->warmup == 0.0);
 	assert_int_equal(o->threads, 4);
@@ -402,6 +404,8 @@ static void test_bad_values(void **state)
 	BAD("rate:", "--rate", "-1");
 	BAD("rate:", "--rate", "nan");
 	BAD("rate:", "--rate", "inf");
+	BAD("msg_rate:", "--msg-rate", "-1");
+	BAD("msg_rate:", "--msg-rate", "nan");
 	BAD("duration:", "--duration", "0");
 	BAD("duration:", "--duration", "1s");
 	BAD("warmup:", "--warmup", "-0.5");
