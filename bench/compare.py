@@ -12,7 +12,10 @@ provision.sh, run build/bench/harness/stanza-bench once per scenario
 (--server-pid, --json and --series into the output directory), stop it with
 stop.sh. The speed-of-light target (build/bench/sol/sol-forwarder: the same
 bytes over the same sockets, no XML) runs the 'raw' scenario in place of
-'pairs' and has no row in the other scenarios. Then it writes
+'pairs' and has no row in the other scenarios. 'halfpeak' runs pairs open
+loop (stanza-bench --msg-rate) at half the rate the same target reached in
+its 'pairs' run of this invocation (so list pairs before it): latency at
+equal relative load, the issue's "p99 at half of peak". Then it writes
 OUT/summary.md (one table per scenario, the ratios stanzad / prosody,
 stanzad / ejabberd and stanzad / speed of light, the machine, the date and
 this exact command) and, when gnuplot is installed, the plots
@@ -61,10 +64,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ALL_TARGETS = ['stanzad', 'prosody', 'ejabberd', 'sol']
-ALL_SCENARIOS = ['pairs', 'fanout', 'login', 'idle', 'mixed']
+ALL_SCENARIOS = ['pairs', 'halfpeak', 'fanout', 'login', 'idle', 'mixed']
 PEERS = ['stanzad', 'prosody', 'ejabberd']
 # Scenarios whose main figure is delivered stanzas per second.
-STANZA_SCENARIOS = ('pairs', 'fanout', 'mixed')
+STANZA_SCENARIOS = ('pairs', 'halfpeak', 'fanout', 'mixed')
+# Scenarios the speed-of-light forwarder has a counterpart of (raw).
+SOL_SCENARIOS = ('pairs', 'halfpeak')
 
 TITLES = {
     'stanzad': 'stanzad',
@@ -556,6 +561,7 @@ def accounts_needed(a, scenarios):
     # What stanza-bench takes when --users is 0 (bench/harness/scenarios.c).
     need = {
         'pairs': 2 * a.pairs,
+        'halfpeak': 2 * a.pairs,
         'fanout': 10 * a.contacts,
         'login': max(a.inflight, 1),
         'idle': a.sessions,
@@ -564,8 +570,8 @@ def accounts_needed(a, scenarios):
     return max([need[s] for s in scenarios] + [2])
 
 
-def bench_cmd(a, ctx, target, server, scenario, tls, files):
-    sc = 'raw' if target == 'sol' else scenario
+def bench_cmd(a, ctx, target, server, scenario, tls, files, msg_rate=None):
+    sc = 'raw' if target == 'sol' else 'pairs' if scenario == 'halfpeak' else scenario
     cmd = ctx.prio + ['taskset', '-c', cpu_list_str(ctx.bench_cpus), ctx.bench,
                       '--scenario', sc,
                       '--host', '127.0.0.1',
@@ -586,7 +592,12 @@ def bench_cmd(a, ctx, target, server, scenario, tls, files):
         cmd += ['--mech', a.mech]
     if a.accounts:
         cmd += ['--users', str(a.accounts)]
-    if sc in ('pairs', 'raw'):
+    if sc in ('pairs', 'raw') and msg_rate:
+        # Open loop: the window only caps what may be in flight, well
+        # above what a server keeping up at half its peak needs.
+        cmd += ['--pairs', str(a.pairs), '--window', str(8 * a.window), '--body', str(a.body),
+                '--msg-rate', '%d' % msg_rate]
+    elif sc in ('pairs', 'raw'):
         cmd += ['--pairs', str(a.pairs), '--window', str(a.window), '--body', str(a.body)]
     if sc == 'mixed':
         cmd += ['--body', str(a.body)]
@@ -601,7 +612,7 @@ def bench_cmd(a, ctx, target, server, scenario, tls, files):
     return cmd
 
 
-def run_bench(a, ctx, target, server, scenario, tls):
+def run_bench(a, ctx, target, server, scenario, tls, msg_rate=None):
     base = '%s-%s' % (target, scenario)
     files = {
         'json': os.path.join(ctx.out, base + '.json'),
@@ -611,7 +622,7 @@ def run_bench(a, ctx, target, server, scenario, tls):
     for k in ('json', 'series'):
         if os.path.exists(files[k]):
             os.unlink(files[k])
-    cmd = bench_cmd(a, ctx, target, server, scenario, tls, files)
+    cmd = bench_cmd(a, ctx, target, server, scenario, tls, files, msg_rate)
     timeout = a.run_timeout or (4 * (a.warmup + a.duration) + 120)
     rec = {'cmd': cmd, 'files': files, 'tls': tls, 'rc': None, 'json': None, 'note': ''}
     note('%s %s: %s' % (target, scenario, shlex.join(cmd)))
@@ -824,6 +835,13 @@ def write_summary(a, ctx, results, plots, path):
         ms = metrics(sc)
         w('## %s' % sc)
         w('')
+        if sc == 'halfpeak':
+            w('Each target\'s pairs run again, open loop (stanza-bench '
+              '`--msg-rate`): messages sent on a fixed schedule at half the '
+              'rate that target received in its closed-loop pairs run above, '
+              'each timed from when it was due, so the latency is at the same '
+              'relative load for every target.')
+            w('')
         if sc == 'pairs' and 'sol' in a.targets:
             w('The speed-of-light row is stanza-bench\'s `raw` scenario over '
               '`sol-forwarder`: the same message bytes over the same kind of '
@@ -831,7 +849,7 @@ def write_summary(a, ctx, results, plots, path):
             w('')
         w('| target | TLS | ' + ' | '.join(m[0] for m in ms) + ' | errors | notes |')
         w('|---|---|' + '---:|' * len(ms) + '---:|---|')
-        rows = [t for t in a.targets if t != 'sol' or sc == 'pairs']
+        rows = [t for t in a.targets if t != 'sol' or sc in SOL_SCENARIOS]
         for t in rows:
             rec = results.get((t, sc))
             if rec is None:
@@ -955,7 +973,7 @@ def make_plots(a, ctx, results):
     made = {}
     for sc in a.scenarios:
         made[sc] = []
-        rows = [t for t in a.targets if t != 'sol' or sc == 'pairs']
+        rows = [t for t in a.targets if t != 'sol' or sc in SOL_SCENARIOS]
         have = [(t, results[(t, sc)]) for t in rows if (t, sc) in results]
         # Over time, from the series files
         lines = []
@@ -1105,7 +1123,7 @@ def main(argv):
     results = {}
     n_accounts = accounts_needed(a, a.scenarios)
     for t in a.targets:
-        scen = [s for s in a.scenarios if t != 'sol' or s == 'pairs']
+        scen = [s for s in a.scenarios if t != 'sol' or s in SOL_SCENARIOS]
         if not scen:
             ctx.target_notes[t] = 'no scenario for it (it only runs the raw counterpart of pairs)'
             continue
@@ -1139,7 +1157,14 @@ def main(argv):
                     tls_note = 'plaintext: started with --allow-plaintext-auth'
                 if not server_alive(server):
                     raise Skip('the server is no longer running')
-                rec = run_bench(a, ctx, t, server, sc, tls)
+                msg_rate = None
+                if sc == 'halfpeak':
+                    peak = g(results.get((t, 'pairs')) or {}, 'json', 'rate_recv')
+                    if not peak:
+                        note('%s halfpeak: no pairs figure of this target in this run: skipped' % t)
+                        continue
+                    msg_rate = max(1, int(peak / 2))
+                rec = run_bench(a, ctx, t, server, sc, tls, msg_rate)
                 rec['tls_note'] = tls_note
                 rec['pid'], rec['srv_nice'], rec['srv_cpus'] = server.pid, nice, cpul
                 results[(t, sc)] = rec

@@ -11,6 +11,7 @@ missing. Standard library only.
         python3 -m unittest tests/integration/test_compare.py -v
 """
 
+import json
 import os
 import re
 import shutil
@@ -72,7 +73,7 @@ class CompareTest(unittest.TestCase):
     def test_stanzad_and_sol_pairs(self):
         build = os.path.dirname(os.path.dirname(self.stanzad))   # BUILD/cmd/stanzad
         cmd = [sys.executable, COMPARE,
-               '--targets', 'stanzad,sol', '--scenarios', 'pairs',
+               '--targets', 'stanzad,sol', '--scenarios', 'pairs,halfpeak',
                '--duration', '2', '--warmup', '1',
                '--pairs', '4', '--window', '2', '--body', '20',
                '--build', build, '--bench', self.bench,
@@ -115,7 +116,20 @@ class CompareTest(unittest.TestCase):
         self.assertIn('- CPU: ', md)
         self.assertIn('- Kernel: Linux ', md)
         self.assertRegex(md, r'Date: \d{4}-\d\d-\d\d')
-        self.assertIn('--targets stanzad,sol --scenarios pairs', md)
+        self.assertIn('--targets stanzad,sol --scenarios pairs,halfpeak', md)
+
+        # halfpeak: pairs again, open loop at half of that target's pairs rate.
+        self.assertIn('## halfpeak', md)
+        with open(os.path.join(self.out, 'stanzad-pairs.json')) as f:
+            peak = json.load(f)['rate_recv']
+        with open(os.path.join(self.out, 'stanzad-halfpeak.json')) as f:
+            half = json.load(f)
+        self.assertEqual(half['scenario'], 'pairs')
+        self.assertEqual(half['opts']['msg_rate'], max(1, int(peak / 2)))
+        self.assertEqual(half['recv'], half['sent'], 'halfpeak lost or duplicated messages')
+        self.assertRegex(md.split('## halfpeak', 1)[1], r'(?m)^\| stanzad \| starttls \| [\d,]+ \|',
+                         'no stanzad halfpeak row')
+        log('halfpeak: %d msg/s offered (pairs peak %.0f)' % (half['opts']['msg_rate'], peak))
 
         for name in ('over-time-pairs', 'latency-pairs'):
             imgs = [f for f in sorted(os.listdir(self.out))
