@@ -9,10 +9,12 @@
 #include <inttypes.h>
 #include <libconfig.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <arpa/inet.h>
 #include "cmd/config.h"
 #include "net/net.h"
 #include "parser/jid.h"
@@ -78,6 +80,21 @@ void config_defaults(struct server_config *cfg)
 	cfg->scram_iterations = 4096;
 	cfg->conflict = CONFLICT_KICK_OLD;
 	cfg->store_map_size = (uint64_t)1 << 30;
+	snprintf(cfg->transport, sizeof(cfg->transport), "kernel");
+	cfg->dpdk.prefix = 24;
+	cfg->dpdk.idle_sleep_us = 100;
+	cfg->dpdk.arp_timeout_s = 300;
+	cfg->im.roster_max = 2000;
+	cfg->im.pending_max = 100;
+	cfg->im.offline_max = 1000;
+	cfg->im.privacy_max_items = 1000;
+	cfg->im.register_enabled = 0;
+	cfg->im.register_per_hour = 5;
+	cfg->im.ping_idle_ms = 300000;
+	cfg->im.ping_timeout_ms = 60000;
+	cfg->im.sm_resume_ms = 300000;
+	cfg->im.sm_max_unacked = 5000;
+	cfg->im.csi_max_held = 256;
 }
 
 /* ---- ranges ---------------------------------------------------------------
@@ -477,11 +494,178 @@ static int load_store(struct loader *l, const config_setting_t *g, struct server
 	return get_size(l, g, "map_size", R_MAP_MIN, R_MAP_MAX, &c->store_map_size);
 }
 
+static int load_im(struct loader *l, const config_setting_t *g, struct server_config *c)
+{
+	static const char *const keys[] = {
+		"roster_max", "pending_max", "offline_max", "privacy_max_items", "register",
+		"register_per_hour", "ping_idle_ms", "ping_timeout_ms", "sm_resume_ms", "sm_max_unacked",
+		"csi_max_held",
+	};
+	static const struct { const char *key; size_t off; uint64_t min, max; } nums[] = {
+		{ "roster_max", offsetof(struct im_config, roster_max), 1, 1000000 },
+		{ "pending_max", offsetof(struct im_config, pending_max), 1, 100000 },
+		{ "offline_max", offsetof(struct im_config, offline_max), 0, 1000000 },
+		{ "privacy_max_items", offsetof(struct im_config, privacy_max_items), 1, 100000 },
+		{ "register_per_hour", offsetof(struct im_config, register_per_hour), 1, 1000000 },
+		{ "ping_idle_ms", offsetof(struct im_config, ping_idle_ms), 0, R_TIMEOUT_MAX },
+		{ "ping_timeout_ms", offsetof(struct im_config, ping_timeout_ms), R_TIMEOUT_MIN, R_TIMEOUT_MAX },
+		{ "sm_resume_ms", offsetof(struct im_config, sm_resume_ms), 0, R_TIMEOUT_MAX },
+		{ "sm_max_unacked", offsetof(struct im_config, sm_max_unacked), 16, 1000000 },
+		{ "csi_max_held", offsetof(struct im_config, csi_max_held), 0, 100000 },
+	};
+
+	if (want_group(l, g) < 0 || check_keys(l, g, keys, NELEM(keys)) < 0)
+		return -1;
+	for (size_t i = 0; i < NELEM(nums); i++) {
+		uint32_t *f = (uint32_t *)((char *)&c->im + nums[i].off);
+		uint64_t v = *f;
+		if (get_uint(l, g, nums[i].key, nums[i].min, nums[i].max, &v) < 0)
+			return -1;
+		*f = (uint32_t)v;
+	}
+	int reg = c->im.register_enabled;
+	if (get_bool(l, g, "register", &reg) < 0)
+		return -1;
+	c->im.register_enabled = (uint8_t)(reg != 0);
+	return 0;
+}
+
+/* ---- transport ---------------------------------------------------------------- */
+
+/* "a.b.c.d" into 4 bytes, network order. */
+static int parse_ip4(const char *s, uint8_t ip[4])
+{
+	struct in_addr in;
+
+	if (inet_pton(AF_INET, s, &in) != 1)
+		return -1;
+	memcpy(ip, &in, 4);
+	return 0;
+}
+
+/* "aa:bb:cc:dd:ee:ff" into 6 bytes. */
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &end) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	return 0;
+}
+
+/* eal: one string (split at blanks) or a list of strings (one argument
+ * each, no blanks inside); kept blank-separated. */
+static int load_eal(struct loader *l, const config_setting_t *s, struct net_dpdk_conf *d)
+{
+	size_t used = 0;
+	int n;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *v = config_setting_get_string(s);
+		if (strlen(v) >= sizeof(d->eal))
+			return fail_at(l, s, "longer than %zu bytes", sizeof(d->eal) - 1);
+		memcpy(d->eal, v, strlen(v) + 1);
+		return 0;
+	}
+	if (!config_setting_is_list(s) && !config_setting_is_array(s))
+		return fail_at(l, s, "must be a string or a list of strings");
+	n = config_setting_length(s);
+	d->eal[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+		size_t len;
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return fail_at(l, e, "must be a string");
+		v = config_setting_get_string(e);
+		len = strlen(v);
+		if (len == 0 || strpbrk(v, " \t\n"))
+			return fail_at(l, e, "an EAL argument must be one non-empty word");
+		if (used + len + 2 > sizeof(d->eal))
+			return fail_at(l, s, "longer than %zu bytes", sizeof(d->eal) - 1);
+		if (used)
+			d->eal[used++] = ' ';
+		memcpy(d->eal + used, v, len + 1);
+		used += len;
+	}
+	return 0;
+}
+
+static int load_dpdk(struct loader *l, const config_setting_t *g, struct server_config *c)
+{
+	static const char *const keys[] = {
+		"eal", "port", "address", "gateway", "mac", "idle_sleep_us", "mbufs", "arp_timeout",
+	};
+	struct net_dpdk_conf *d = &c->dpdk;
+	const config_setting_t *s;
+	const char *str = NULL;
+	uint64_t v;
+	int r;
+
+	if (want_group(l, g) < 0 || check_keys(l, g, keys, NELEM(keys)) < 0)
+		return -1;
+	if ((s = config_setting_get_member(g, "eal")) && load_eal(l, s, d) < 0)
+		return -1;
+	if (get_path(l, g, "port", d->port, sizeof(d->port), false) < 0)
+		return -1;
+	if ((r = get_string(l, g, "address", &str)) < 0)
+		return -1;
+	if (r) {
+		char ip[32], *slash;
+		unsigned long pfx = 32;
+		snprintf(ip, sizeof(ip), "%s", str);
+		slash = strchr(ip, '/');
+		if (slash) {
+			char *end;
+			*slash = '\0';
+			pfx = strtoul(slash + 1, &end, 10);
+			if (*end || end == slash + 1)
+				pfx = 0;
+		}
+		if (strlen(str) >= sizeof(ip) || parse_ip4(ip, d->ip) < 0 || pfx < 1 || pfx > 32)
+			return fail_at(l, config_setting_get_member(g, "address"),
+				       "must be an IPv4 address with a prefix length, as \"198.18.0.1/15\" (got \"%s\")", str);
+		d->prefix = (uint8_t)pfx;
+	}
+	if ((r = get_string(l, g, "gateway", &str)) < 0)
+		return -1;
+	if (r) {
+		if (str[0] && parse_ip4(str, d->gateway) < 0)
+			return fail_at(l, config_setting_get_member(g, "gateway"), "not an IPv4 address (\"%s\")", str);
+		d->has_gateway = str[0] != '\0';
+	}
+	if ((r = get_string(l, g, "mac", &str)) < 0)
+		return -1;
+	if (r) {
+		if (str[0] && parse_mac(str, d->mac) < 0)
+			return fail_at(l, config_setting_get_member(g, "mac"),
+				       "must be a MAC address as \"02:00:00:00:00:01\" (got \"%s\")", str);
+		d->has_mac = str[0] != '\0';
+	}
+	v = d->idle_sleep_us;
+	if (get_uint(l, g, "idle_sleep_us", 0, 100000, &v) < 0)
+		return -1;
+	d->idle_sleep_us = (uint32_t)v;
+	v = d->mbufs;
+	if (get_uint(l, g, "mbufs", 0, 16u << 20, &v) < 0)
+		return -1;
+	d->mbufs = (uint32_t)v;
+	v = d->arp_timeout_s;
+	if (get_uint(l, g, "arp_timeout", 1, 86400, &v) < 0)
+		return -1;
+	d->arp_timeout_s = (uint32_t)v;
+	return 0;
+}
+
 static int load_root(struct loader *l, const config_setting_t *root, struct server_config *c)
 {
 	static const char *const keys[] = {
 		"log_level", "workers", "pin_workers", "data_dir", "admin_socket", "resource_conflict",
-		"vhosts", "listeners", "limits", "auth", "store",
+		"vhosts", "listeners", "limits", "auth", "store", "im",
+		"transport", "dpdk",
 	};
 	const config_setting_t *s;
 	const char *str = NULL;
@@ -522,6 +706,18 @@ static int load_root(struct loader *l, const config_setting_t *root, struct serv
 	if ((s = config_setting_get_member(root, "auth")) && load_auth(l, s, c) < 0)
 		return -1;
 	if ((s = config_setting_get_member(root, "store")) && load_store(l, s, c) < 0)
+		return -1;
+	if ((s = config_setting_get_member(root, "im")) && load_im(l, s, c) < 0)
+		return -1;
+	if ((r = get_string(l, root, "transport", &str)) < 0)
+		return -1;
+	if (r) {
+		if (strcmp(str, "kernel") && strcmp(str, "dpdk"))
+			return fail_at(l, config_setting_get_member(root, "transport"),
+				       "must be \"kernel\" or \"dpdk\" (got \"%s\")", str);
+		snprintf(c->transport, sizeof(c->transport), "%s", str);
+	}
+	if ((s = config_setting_get_member(root, "dpdk")) && load_dpdk(l, s, c) < 0)
 		return -1;
 	return 0;
 }
@@ -596,6 +792,8 @@ int config_check(const struct server_config *c, char *err, size_t errlen)
 			    c->max_output, c->xml.max_stanza);
 	if (!c->data_dir[0])
 		return fail(err, errlen, "data_dir must not be empty");
+	if (!strcmp(c->transport, "dpdk") && (!c->dpdk.port[0] || !(c->dpdk.ip[0] | c->dpdk.ip[1] | c->dpdk.ip[2] | c->dpdk.ip[3])))
+		return fail(err, errlen, "transport \"dpdk\" needs dpdk.port and dpdk.address");
 	if (config_admin_socket(c, sock, sizeof(sock)) < 0)
 		return fail(err, errlen, "the admin socket path is longer than a Unix socket allows (%zu bytes): "
 			    "set admin_socket to a shorter path", sizeof(sock) - 1);

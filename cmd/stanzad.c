@@ -14,7 +14,9 @@
 #include "cmd/config.h"
 #include "control/auth.h"
 #include "control/ctl.h"
+#include "control/im.h"
 #include "control/sasl-t.h"
+#include "net/dpdk/dpdk.h"
 #include "router/server.h"
 #include "store/store.h"
 #include "tls/tls.h"
@@ -37,6 +39,7 @@ struct app {
 	struct server *server;
 	struct store *store;
 	struct auth auth;
+	struct im_ctx im;
 };
 
 static struct app app;   /* large (configuration, auth context): not for the stack */
@@ -191,6 +194,8 @@ static int reload(void *arg, char *msg, size_t len)
 	     run->auth_fail_delay_ms != n->auth_fail_delay_ms || run->scram_iterations != n->scram_iterations, "auth");
 	note(restart, sizeof(restart), run->conflict != n->conflict, "resource_conflict");
 	note(restart, sizeof(restart), run->store_map_size != n->store_map_size, "store");
+	note(restart, sizeof(restart), strcmp(run->transport, n->transport) || memcmp(&run->dpdk, &n->dpdk, sizeof(n->dpdk)),
+	     "transport/dpdk");
 
 	/* New certificate paths for the vhosts the router serves; a vhost
 	 * added or removed waits for the restart. */
@@ -234,6 +239,42 @@ out:
 }
 
 /* ---- main ------------------------------------------------------------------- */
+
+/* transport "dpdk": the EAL and the port, one queue pair per worker, before
+ * the router creates its loops (and after the signal mask, which the EAL's
+ * threads inherit). */
+static int dpdk_start(const struct server_config *cfg)
+{
+	char err[1024];
+	unsigned n = cfg->workers;
+
+	if (strcmp(cfg->transport, "dpdk"))
+		return 0;
+	if (n == 0) {   /* as the router counts them */
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		n = c > 0 ? (unsigned)c : 1u;
+		if (n > CONFIG_MAX_WORKERS)
+			n = CONFIG_MAX_WORKERS;
+	}
+	if (net_dpdk_init(&cfg->dpdk, n, err, sizeof(err)) < 0) {
+		log_err("dpdk: %s", err);
+		return -1;
+	}
+	log_info("dpdk: port %s up, %u queue pair%s", cfg->dpdk.port, n, n == 1 ? "" : "s");
+	return 0;
+}
+
+static void dpdk_stop(const struct server_config *cfg)
+{
+	struct net_dpdk_stats st;
+	char line[2048];
+
+	if (strcmp(cfg->transport, "dpdk"))
+		return;
+	net_dpdk_stats(&st);
+	log_info("dpdk: %s", net_dpdk_stats_format(&st, line, sizeof(line)));
+	net_dpdk_fini();
+}
 
 static void log_start(struct app *a, unsigned workers)
 {
@@ -295,6 +336,8 @@ int main(int argc, char **argv)
 		log_err("sigprocmask: %s", strerror(errno));
 		return EXIT_RUNTIME;
 	}
+	if (dpdk_start(&a->cfg) < 0)
+		return EXIT_RUNTIME;
 
 	if (ensure_dir(a->cfg.data_dir) < 0)
 		return EXIT_RUNTIME;
@@ -327,11 +370,22 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 
+	/* The IM control plane behind the router's im hook. */
+	if (im_init(&a->im, a->store, &a->cfg) < 0) {
+		tls_server_unref(tls);
+		rc = EXIT_RUNTIME;
+		goto out_auth;
+	}
+	hooks.im.serve = im_serve;
+	hooks.im.arg = &a->im;
+	services_caps_ver(hooks.im.caps_ver, sizeof(hooks.im.caps_ver));
+	hooks.im.register_enabled = a->cfg.im.register_enabled != 0;
+
 	int sfd = ctl_listen(sock);
 	if (sfd < 0) {
 		tls_server_unref(tls);
 		rc = EXIT_RUNTIME;
-		goto out_auth;
+		goto out_im;
 	}
 	a->server = server_new(&a->cfg, tls, &hooks, err, sizeof(err));
 	tls_server_unref(tls);   /* the server holds its own reference */
@@ -351,6 +405,7 @@ int main(int argc, char **argv)
 		.server = a->server,
 		.store = a->store,
 		.cfg = &a->cfg,
+		.im = &a->im,
 		.socket_path = sock,
 		.socket_fd = sfd,
 		.reload = reload,
@@ -358,13 +413,16 @@ int main(int argc, char **argv)
 	};
 	rc = ctl_run(&cc) == 0 ? 0 : EXIT_RUNTIME;
 	server_free(a->server);
-	goto out_auth;
+	goto out_im;
 out_sock:
 	close(sfd);
 	unlink(sock);
+out_im:
+	im_free(&a->im);
 out_auth:
 	auth_fini(&a->auth);
 	store_close(a->store);
+	dpdk_stop(&a->cfg);
 	log_info("stanzad stopped%s", rc ? " after a failure" : "");
 	return rc;
 }

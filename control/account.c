@@ -11,6 +11,9 @@
 #include "store/store.h"
 #include "util/log.h"
 
+/* Longest user prefix ("u \0") purged with an account. */
+#define ACCOUNT_PREFIX_MAX (2 * JID_PART_MAX + 3)
+
 const char *account_rc_str(int rc)
 {
 	switch (rc) {
@@ -152,15 +155,50 @@ int account_passwd(struct store *st, const char *jid, const char *pass, size_t l
 	return rc;
 }
 
+/* Every record of the user in the public tables, by the key convention of
+ * store-t.h: "u \0 ..." (roster, pending, private, blocklist, the offline
+ * queue) and "u" (vcard, last). */
+static int purge_records(struct store *st, struct store_txn *t, const char *bare, size_t len)
+{
+	char key[ACCOUNT_PREFIX_MAX];
+	int rc = STORE_OK;
+	if (len + 1 <= sizeof key && len + 1 <= store_max_key(st)) {
+		memcpy(key, bare, len);
+		key[len] = '\0';
+	}
+	for (int tb = 0; tb < STORE_T_NPUBLIC && rc == STORE_OK; tb++) {
+		if (len + 1 <= sizeof key && len + 1 <= store_max_key(st))
+			rc = store_del_prefix(st, t, (enum store_table)tb, key, len + 1, NULL);
+		if (rc == STORE_OK) {
+			rc = store_del(st, t, (enum store_table)tb, bare, len);
+			if (rc == STORE_NOTFOUND)
+				rc = STORE_OK;
+		}
+	}
+	return rc;
+}
+
 int account_del(struct store *st, const char *jid)
 {
 	struct jid j;
 	int rc = key_of(st, jid, &j);
 	if (rc != ACCOUNT_OK)
 		return rc;
-	rc = from_store(store_account_del(st, NULL, j.str, jid_bare_len(&j)));
+	/* The account and its records in one commit: a crash leaves both or
+	 * neither, and a new account of the same name starts empty. */
+	struct store_txn t;
+	rc = from_store(store_write_begin(st, &t));
+	if (rc != ACCOUNT_OK)
+		return rc;
+	rc = from_store(store_account_del(st, &t, j.str, jid_bare_len(&j)));
 	if (rc == ACCOUNT_OK)
-		log_info("account: deleted %s", j.str);
+		rc = from_store(purge_records(st, &t, j.str, jid_bare_len(&j)));
+	if (rc == ACCOUNT_OK)
+		rc = from_store(store_commit(&t));
+	else
+		store_abort(&t);
+	if (rc == ACCOUNT_OK)
+		log_info("account: deleted %s and its records", j.str);
 	return rc;
 }
 

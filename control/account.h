@@ -40,8 +40,10 @@ int account_add(struct store *st, const char *jid, const char *pass, size_t len,
 int account_passwd(struct store *st, const char *jid, const char *pass, size_t len,
 		   uint32_t iterations);
 
-/* Delete the account record. The user's other records (roster, offline
- * queue, ...) are the caller's to remove. */
+/* Delete the account record and, in the same commit, every record of the
+ * user in the store's public tables (roster, pending, offline queue,
+ * vcard, private, blocklist, last: keys "u" and "u\0..."). Caches the
+ * running server keeps are the caller's (control/im.h im_purge_user). */
 int account_del(struct store *st, const char *jid);
 
 /* Called once per account, in domain then localpart order. jid is

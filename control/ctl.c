@@ -14,6 +14,7 @@
 #include "control/account.h"
 #include "control/admin.h"
 #include "control/ctl.h"
+#include "control/im.h"
 #include "parser/jid.h"
 #include "router/server.h"
 #include "util/log.h"
@@ -287,8 +288,11 @@ static void run_cmd(struct ctl *c, struct client *k)
 			say_account_rc(o, ACCOUNT_BAD_JID);
 			break;
 		}
+		/* The account and its store records go in one commit. */
 		rc = account_del(cf->store, j.str);
 		say_account_rc(o, rc);
+		if (rc == ACCOUNT_OK && cf->im && im_purge_user(cf->im, j.str, jid_size(&j)) < 0)
+			log_err("admin: %s deleted, but some of its records were not", j.str);
 		if (rc == ACCOUNT_OK) {
 			/* A deleted account must not stay logged in. */
 			size_t n = server_kick(cf->server, j.str, jid_size(&j), "not-authorized");

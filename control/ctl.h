@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct im_ctx;
 struct server;
 struct server_config;
 struct store;
@@ -40,6 +41,9 @@ struct ctl_conf {
 	/* The live configuration (vhosts for account domains, iterations for
 	 * new credentials). Borrowed; reload may change it, on this thread. */
 	const struct server_config *cfg;
+	/* The IM control plane (may be NULL): "account del" clears what it
+	 * keeps of the user besides the store's records (im_purge_user). */
+	struct im_ctx *im;
 	const char *socket_path;              /* the admin socket, removed at the end */
 	int socket_fd;                        /* from ctl_listen(socket_path); ctl_run closes it */
 	/* SIGHUP and the admin "reload": re-read what can change live, log

@@ -1,7 +1,7 @@
 /* The kernel backend: epoll, one epoll instance and one SO_REUSEPORT
  * listening socket per worker, nonblocking sockets.
  *
- * Connections are registered once, at attach, for EPOLLIN | EPOLLOUT |
+ * Connections are registered once, at attach (or net_connect), for EPOLLIN | EPOLLOUT |
  * EPOLLRDHUP edge-triggered; the loop never calls epoll_ctl for them again
  * (close removes them from epoll). What the router sees is level-triggered
  * with a budget (net/net-t.h), built from two per-connection flags:
@@ -11,6 +11,8 @@
  *   WANT_WRITE  set by a short sendv, cleared by the WRITABLE it causes or
  *               by a sendv that writes everything; EPOLLOUT edges without it
  *               are dropped.
+ *   CONNECTING  set by net_connect until the socket's first EPOLLOUT edge
+ *               (CONNECTED) or error edge (READABLE: recv gives SO_ERROR).
  * A short recv clears RD_READY: bytes that arrive after recv looked raise a
  * new edge, and with EPOLLRDHUP so does a FIN, so nothing is missed -
  * except when data and the FIN came before the recv, in one edge: then
@@ -43,6 +45,7 @@
 #define KCONN_RD_PAUSED   0x08u
 #define KCONN_ON_READY    0x10u
 #define KCONN_HUP         0x20u   /* a FIN, hang-up or error edge was seen: no edge will follow */
+#define KCONN_CONNECTING  0x40u   /* net_connect in progress: the first EPOLLOUT edge is CONNECTED */
 
 /* epoll_event.data: kind (bits 62-63), fd (32-61), index (0-31). The fd
  * lets poll drop a late event for a slot that closed and was reused. */
@@ -527,6 +530,19 @@ static int kernel_poll(struct net_loop *loop, struct net_event *ev, int max, int
 			struct kconn *k = &l->conns[idx];
 			if (k->fd != (int)((d >> 32) & 0x3fffffffu) || !(k->flags & KCONN_ATTACHED))
 				break;
+			/* An active open ends with its first EPOLLOUT edge, or
+			 * with an error edge, which the READABLE below reports
+			 * (recv returns the socket's error). CONNECTED stands for
+			 * WRITABLE too, and comes before any READABLE: so an
+			 * epoll event still gives at most two events. */
+			if (k->flags & KCONN_CONNECTING) {
+				if (ev_bits & (EPOLLERR | EPOLLHUP)) {
+					k->flags &= ~KCONN_CONNECTING;
+				} else if (ev_bits & EPOLLOUT) {
+					k->flags &= ~(KCONN_CONNECTING | KCONN_WANT_WRITE);
+					emit(&ev[n++], NET_EV_CONNECTED, idx, k);
+				}
+			}
 			if (ev_bits & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 				k->flags |= KCONN_RD_READY;
 				if (ev_bits & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -573,6 +589,80 @@ static void kernel_wake(struct net_loop *loop)
 }
 
 /* ---- connections ------------------------------------------------------ */
+
+static socklen_t to_sockaddr(const struct net_addr *a, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->family == NET_AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(a->port);
+		memcpy(&sin->sin_addr, a->addr, 4);
+		return sizeof(*sin);
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(a->port);
+	memcpy(&sin6->sin6_addr, a->addr, 16);
+	return sizeof(*sin6);
+}
+
+static int kernel_connect(struct net_loop *loop, const struct net_addr *to, const struct net_addr *from,
+			  void *udata, struct net_conn *out)
+{
+	struct kloop *l = KLOOP(loop);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	uint32_t slot;
+	int fd, one = 1, err;
+
+	if (to->family != NET_AF_INET && to->family != NET_AF_INET6)
+		return -EINVAL;
+	if (from && from->family != to->family)
+		return -EINVAL;
+	fd = socket(to->family == NET_AF_INET ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (from) {
+		/* Port 0: the port is picked at connect, per 4-tuple, so one
+		 * source address serves more than 64k destinations. */
+		if (from->port == 0)
+			setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		sl = to_sockaddr(from, &ss);
+		if (bind(fd, (struct sockaddr *)&ss, sl) < 0)
+			goto fail;
+	}
+	sl = to_sockaddr(to, &ss);
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS)
+		goto fail;
+	err = slot_alloc(l, fd, &slot);
+	if (err < 0) {
+		close(fd);
+		return err;
+	}
+	/* Registered now, so that the handshake's outcome raises an edge;
+	 * a connect that completed at once is reported by the ADD itself. */
+	struct kconn *k = &l->conns[slot];
+	struct epoll_event ee = {
+		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		.data.u64 = KDATA(KTAG_CONN, fd, slot),
+	};
+	k->udata = udata;
+	k->flags = KCONN_ATTACHED | KCONN_CONNECTING;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ee) < 0) {
+		err = -errno;
+		close(fd);
+		slot_free(l, slot);
+		return err;
+	}
+	*out = conn_id(slot, fd);
+	return 0;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
 
 static int kernel_attach(struct net_loop *loop, struct net_conn c, void *udata)
 {
@@ -688,6 +778,7 @@ const struct net_ops net_kernel_ops = {
 	.loop_free = kernel_loop_free,
 	.listen = kernel_listen,
 	.listener_port = kernel_listener_port,
+	.connect = kernel_connect,
 	.poll = kernel_poll,
 	.attach = kernel_attach,
 	.recv = kernel_recv,

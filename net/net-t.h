@@ -50,10 +50,11 @@
 #include <sys/uio.h>
 
 /* A connection of one loop. Plain value: copy freely, compare with
- * net_conn_eq. Valid from its ACCEPTED event until net_close; after
- * net_close the same id may come back in a later ACCEPTED event (kernel:
- * it holds the fd and a table slot, both reused), so the router drops every
- * copy when it closes. */
+ * net_conn_eq. Valid from its ACCEPTED event, or from a net_connect that
+ * returned 0, until net_close; after net_close the same id may come back
+ * in a later ACCEPTED event or net_connect (kernel: it holds the fd and a
+ * table slot, both reused), so the router drops every copy when it
+ * closes. */
 struct net_conn {
 	uint64_t id;
 };
@@ -85,6 +86,7 @@ enum net_ev_type {
 	NET_EV_READABLE,     /* conn, udata: bytes, EOF, or an error to collect with recv */
 	NET_EV_WRITABLE,     /* conn, udata: room again after a short sendv */
 	NET_EV_WAKE,         /* net_wake was called since the last WAKE */
+	NET_EV_CONNECTED,    /* conn, udata: a net_connect is established (also means writable) */
 };
 
 /* 40 bytes. Filled by net_poll into the caller's array; valid until the
@@ -94,9 +96,9 @@ struct net_event {
 	uint8_t  pad;
 	uint16_t listener;       /* ACCEPTED: the index net_listen returned */
 	uint32_t pad2;
-	struct net_conn conn;    /* ACCEPTED, READABLE, WRITABLE */
+	struct net_conn conn;    /* ACCEPTED, READABLE, WRITABLE, CONNECTED */
 	union {
-		void *udata;             /* READABLE, WRITABLE: as given to net_attach */
+		void *udata;             /* READABLE, WRITABLE, CONNECTED: as given to net_attach or net_connect */
 		struct net_addr peer;    /* ACCEPTED */
 	};
 };
@@ -117,6 +119,8 @@ struct net_ops {
 	void (*loop_free)(struct net_loop *loop);
 	int (*listen)(struct net_loop *loop, const struct net_addr *addr, int backlog);
 	int (*listener_port)(struct net_loop *loop, int listener);
+	int (*connect)(struct net_loop *loop, const struct net_addr *to, const struct net_addr *from,
+		       void *udata, struct net_conn *out);
 	int (*poll)(struct net_loop *loop, struct net_event *ev, int max, int timeout_ms);
 	int (*attach)(struct net_loop *loop, struct net_conn c, void *udata);
 	ssize_t (*recv)(struct net_loop *loop, struct net_conn c, void *buf, size_t cap);

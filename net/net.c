@@ -6,11 +6,16 @@
 #include <arpa/inet.h>
 
 #include "net/net.h"
+#include "net/dpdk/dpdk.h"
 
 const struct net_ops *net_backend(const char *name)
 {
 	if (name == NULL || name[0] == '\0' || strcmp(name, "kernel") == 0)
 		return &net_kernel_ops;
+#ifdef HAVE_DPDK
+	if (strcmp(name, "dpdk") == 0)
+		return &net_dpdk_ops;
+#endif
 	return NULL;
 }
 

@@ -10,6 +10,7 @@
  *     case NET_EV_READABLE: read up to the budget; stop early on -EAGAIN, 0, < cap, or error
  *     case NET_EV_WRITABLE: flush what is queued with net_sendv
  *     case NET_EV_WAKE:     drain the rings
+ *     case NET_EV_CONNECTED: (clients only, after net_connect) start talking
  *     case NET_EV_NONE:     skip
  *     }
  *     wheel_expire(&w, net_now_ms());
@@ -25,7 +26,7 @@
 
 extern const struct net_ops net_kernel_ops;
 
-/* The backend by name ("kernel"; NULL or "" means the default), or NULL if
+/* The backend by name ("kernel", "dpdk"; NULL or "" means kernel), or NULL if
  * it does not exist in this build. */
 const struct net_ops *net_backend(const char *name);
 
@@ -85,6 +86,35 @@ static inline int net_listen_addr(struct net_loop *loop, const struct net_addr *
 static inline int net_listener_port(struct net_loop *loop, int listener)
 {
 	return loop->ops->listener_port(loop, listener);
+}
+
+/* Active open (clients: stanza-bench; the router never calls it). Start a
+ * nonblocking TCP connection to `to` (IPv4 or IPv6; the dpdk backend:
+ * IPv4 only) from `from` (NULL: the backend chooses address and port; an
+ * address with port 0: that source address, any port, which is how a
+ * client on loopback spreads its connections over 127.0.0.0/8). The
+ * connection comes back in *out already attached with udata (no
+ * net_attach needed; calling it later replaces udata). The outcome is an
+ * event of a later poll:
+ *   NET_EV_CONNECTED   established; it also stands for WRITABLE (a sendv
+ *                      made before it and left short gets no separate
+ *                      WRITABLE). Comes before any READABLE of the
+ *                      connection.
+ *   NET_EV_READABLE    before CONNECTED: the connect failed, and recv
+ *                      returns why (-ECONNREFUSED, -ETIMEDOUT,
+ *                      -ENETUNREACH ...). Close it.
+ * Before CONNECTED, sendv may return -EAGAIN (kernel) or queue the bytes
+ * (dpdk, sent once established); wait for CONNECTED to be portable. The
+ * dpdk backend picks the local port so that the peer's answers hash to
+ * this loop's queue (RSS), since the loop that sent the SYN owns the
+ * flow. Returns 0, or -errno at once (-EINVAL, -EAFNOSUPPORT,
+ * -EADDRNOTAVAIL: no free local port, -EMFILE, -ENOMEM; the kernel may
+ * also refuse at once, e.g. -ENETUNREACH): then there is no connection to
+ * close. */
+static inline int net_connect(struct net_loop *loop, const struct net_addr *to, const struct net_addr *from,
+			      void *udata, struct net_conn *out)
+{
+	return loop->ops->connect(loop, to, from, udata, out);
 }
 
 /* Wait at most timeout_ms (-1: no limit, 0: do not wait) and fill ev with

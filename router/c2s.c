@@ -16,9 +16,11 @@
 #include "parser/jid.h"
 #include "parser/xml.h"
 #include "parser/xmlw.h"
+#include "router/im.h"
 #include "router/ring.h"
 #include "router/route.h"
 #include "router/router.h"
+#include "router/sm.h"
 #include "tls/tls.h"
 #include "util/b64.h"
 #include "util/log.h"
@@ -32,10 +34,12 @@
 #define NS_BIND        "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION     "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_STANZA_ERR  "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_CSI         "urn:xmpp:csi:0"
+#define NS_REGISTER    "jabber:iq:register"
+#define CAPS_NODE      "https://stanzad.org/caps"
 
 #define MAX_RESOURCES  256u   /* bound sessions per account */
 
-static void c2s_resume_input(struct session *s);
 
 static inline const struct server_config *cfg_of(const struct session *s)
 {
@@ -78,6 +82,20 @@ static void send_xmlw(struct session *s, struct xmlw *x, bool open)
 		return;
 	}
 	session_write(s, x->buf, len);
+}
+
+/* A stanza (counted by XEP-0198): through session_stanza. */
+static void send_xmlw_stanza(struct session *s, struct xmlw *x)
+{
+	size_t len;
+	enum xmlw_status st = xmlw_finish(x, &len);
+
+	if (st != XMLW_OK) {
+		log_err("building a reply failed: %s", xmlw_strerror(st));
+		return;
+	}
+	struct iovec iov = { x->buf, len };
+	session_stanza(s, &iov, 1);
 }
 
 static void send_str(struct session *s, const char *str)
@@ -172,6 +190,43 @@ static unsigned channel_bindings(struct session *s, struct auth_env *env, struct
 	return avail;
 }
 
+/* What the IM layer offers once authenticated: roster versioning
+ * (RFC 6121 2.6), pre-approval (3.4), XEP-0352, and XEP-0115 caps of the
+ * server. */
+static void im_features(struct session *s, struct xmlw *x)
+{
+	const struct router_im_hooks *h = &s->w->srv->hooks->im;
+
+	if (!h->serve)
+		return;
+	if (h->caps_ver[0]) {
+		xmlw_start(x, "c");
+		xmlw_ns(x, NULL, "http://jabber.org/protocol/caps");
+		xmlw_attr_str(x, "hash", "sha-1");
+		xmlw_attr_str(x, "node", CAPS_NODE);
+		xmlw_attr_str(x, "ver", h->caps_ver);
+		xmlw_end(x);
+	}
+	xmlw_start(x, "ver");
+	xmlw_ns(x, NULL, "urn:xmpp:features:rosterver");
+	xmlw_end(x);
+	xmlw_start(x, "sub");
+	xmlw_ns(x, NULL, "urn:xmpp:features:pre-approval");
+	xmlw_end(x);
+	xmlw_start(x, "csi");
+	xmlw_ns(x, NULL, NS_CSI);
+	xmlw_end(x);
+}
+
+/* XEP-0077 in-band registration before authentication: over TLS, or in
+ * plaintext where the operator allowed authentication in plaintext. */
+static bool register_offered(const struct session *s)
+{
+	const struct router_im_hooks *h = &s->w->srv->hooks->im;
+
+	return h->serve && h->register_enabled && ((s->flags & SF_TLS) || cfg_of(s)->allow_plaintext_auth);
+}
+
 static void send_features(struct session *s)
 {
 	struct xmlw x;
@@ -190,6 +245,8 @@ static void send_features(struct session *s)
 		xmlw_start(&x, "optional");
 		xmlw_end(&x);
 		xmlw_end(&x);
+		sm_features(s, &x);   /* XEP-0198 */
+		im_features(s, &x);
 	} else {
 		bool plain_ok = cfg_of(s)->allow_plaintext_auth;
 		if (!(s->flags & SF_TLS) && have_tls) {
@@ -217,6 +274,11 @@ static void send_features(struct session *s)
 				xmlw_text_str(&x, names[i]);
 				xmlw_end(&x);
 			}
+			xmlw_end(&x);
+		}
+		if (register_offered(s)) {
+			xmlw_start(&x, "register");
+			xmlw_ns(&x, NULL, "http://jabber.org/features/iq-register");
 			xmlw_end(&x);
 		}
 	}
@@ -569,6 +631,7 @@ void c2s_auth_answer(struct session *s, const uint8_t *ans, size_t len)
 static void iq_result_bind(struct session *s, struct xml_view *v, const char *full, size_t len)
 {
 	struct xmlw x;
+	size_t n;
 
 	reply_begin(&x, s->w->scratch, s->w->scratch_cap, v, "iq", "result", NULL, 0, NULL, 0);
 	xmlw_start(&x, "bind");
@@ -578,7 +641,23 @@ static void iq_result_bind(struct session *s, struct xml_view *v, const char *fu
 	xmlw_end(&x);
 	xmlw_end(&x);
 	xmlw_end(&x);
-	send_xmlw(s, &x, false);
+	if (xmlw_finish(&x, &n) != XMLW_OK)
+		return;
+	/* With the IM layer the result waits for the session's state
+	 * (IM_EV_STATE, router/im.c), and so does the client's input. */
+	if (im_bind(s, x.buf, n))
+		return;
+	struct iovec iov = { x.buf, n };
+	session_stanza(s, &iov, 1);
+}
+
+void c2s_bind_done(struct session *s)
+{
+	if (s->state == SS_IM_WAIT)
+		s->state = SS_OPEN;
+	if (s->im && cfg_of(s)->im.ping_idle_ms)
+		session_timer(s, cfg_of(s)->im.ping_idle_ms);   /* XEP-0199 idle pings */
+	c2s_resume_input(s);
 }
 
 /* An iq error for the client's own bind request (RFC 6120 7.6.2). */
@@ -594,7 +673,7 @@ static void c2s_iq_error(struct session *s, struct xml_view *v, const char *type
 	xmlw_end(&x);
 	xmlw_end(&x);
 	xmlw_end(&x);
-	send_xmlw(s, &x, false);
+	send_xmlw_stanza(s, &x);   /* also after bind (a second bind): counted */
 }
 
 static void handle_bind(struct session *s, struct xml_view *v, uint32_t bind)
@@ -684,6 +763,7 @@ void c2s_unbind(struct session *s)
 		     (size_t)s->jid_len - s->bare_len - 1, session_handle(s));
 	stat_sub(&s->w->st.sessions, 1);
 	deliver_gone(s);
+	im_session_end(s);
 }
 
 /* ---- stanzas ---------------------------------------------------------------- */
@@ -704,6 +784,28 @@ static bool is_iq_set_with(struct xml_view *v, const char *child_local, const ch
 	return true;
 }
 
+/* An iq get/set for jabber:iq:register before authentication, where
+ * registration is offered: to the control plane (IM_REQ_PREAUTH_IQ), which
+ * answers on this stream. Anything else is for the caller (RFC 6120: only
+ * STARTTLS and SASL before authentication). */
+static bool preauth_iq(struct session *s, struct xml_view *v, const char *buf, size_t len)
+{
+	char tb[8];
+
+	if (!register_offered(s) || !xml_slice_eq(xml_tok_local(v, 0), "iq") ||
+	    !xml_slice_eq(xml_tok_ns(v, 0), NS_CLIENT) || v->info.type == XML_NO_TOK || v->tok[v->info.type].b > 3)
+		return false;
+	struct xml_slice t = xml_tok_value(v, v->info.type, tb);
+	uint32_t c = v->info.child;
+	if (!(xml_slice_eq(t, "get") || xml_slice_eq(t, "set")) || c == XML_NO_TOK ||
+	    !xml_slice_eq(xml_tok_local(v, c), "query") || !xml_slice_eq(xml_tok_ns(v, c), NS_REGISTER))
+		return false;
+	struct iovec iov = { (void *)buf, len };
+	if (!im_post_req(s->w, s, IM_REQ_PREAUTH_IQ, "", 0, &iov, 1))
+		c2s_stream_error(s, "policy-violation");
+	return true;
+}
+
 static void handle_stanza(struct session *s, const char *buf, size_t len)
 {
 	struct xml_view *v = &s->w->view;
@@ -716,6 +818,8 @@ static void handle_stanza(struct session *s, const char *buf, size_t len)
 	stat_add(&s->w->st.stanzas_in, 1);
 	struct xml_slice local = xml_tok_local(v, 0), ns = xml_tok_ns(v, 0);
 
+	if (!(s->flags & SF_AUTHED) && preauth_iq(s, v, buf, len))
+		return;   /* XEP-0077 registration, answered by the control plane */
 	if (!(s->flags & (SF_TLS | SF_AUTHED))) {
 		if (xml_slice_eq(ns, NS_TLS) && xml_slice_eq(local, "starttls"))
 			handle_starttls(s);
@@ -734,6 +838,10 @@ static void handle_stanza(struct session *s, const char *buf, size_t len)
 			c2s_stream_error(s, "not-authorized");   /* RFC 6120 6.4.? : nothing before auth */
 		return;
 	}
+	if (xml_slice_eq(ns, NS_SM)) {
+		sm_nonza(s, v);   /* XEP-0198: enable, resume, acks */
+		return;
+	}
 	if (!(s->flags & SF_BOUND)) {
 		if (is_iq_set_with(v, "bind", NS_BIND, &child))
 			handle_bind(s, v, child);
@@ -741,17 +849,22 @@ static void handle_stanza(struct session *s, const char *buf, size_t len)
 			c2s_stream_error(s, "not-authorized");
 		return;
 	}
+	if (s->im && xml_slice_eq(ns, NS_CSI) && (xml_slice_eq(local, "active") || xml_slice_eq(local, "inactive"))) {
+		im_csi(s, xml_slice_eq(local, "active"));   /* XEP-0352: a nonza, no answer */
+		return;
+	}
 	if (!xml_slice_eq(ns, NS_CLIENT) ||
 	    !(xml_slice_eq(local, "message") || xml_slice_eq(local, "presence") || xml_slice_eq(local, "iq"))) {
 		c2s_stream_error(s, "unsupported-stanza-type");
 		return;
 	}
+	sm_handled(s);   /* XEP-0198: every stanza from here on is handled */
 	if (is_iq_set_with(v, "session", NS_SESSION, &child) && v->info.to == XML_NO_TOK) {
 		/* RFC 3921 session establishment: nothing left to do. */
 		struct xmlw x;
 		reply_begin(&x, s->w->scratch, s->w->scratch_cap, v, "iq", "result", NULL, 0, NULL, 0);
 		xmlw_end(&x);
-		send_xmlw(s, &x, false);
+		send_xmlw_stanza(s, &x);
 		return;
 	}
 	if (is_iq_set_with(v, "bind", NS_BIND, &child)) {
@@ -776,6 +889,13 @@ static void handle_close(struct session *s, const char *buf, size_t len)
 }
 
 /* ---- input ------------------------------------------------------------------ */
+
+/* Input waits in the session's buffer while an answer from the control
+ * thread is due: authentication, or the IM state at bind. */
+static inline bool input_waits(const struct session *s)
+{
+	return s->state == SS_AUTH_WAIT || s->state == SS_IM_WAIT;
+}
 
 /* Frame and handle every item in buf[0..len). Returns the bytes dropped. */
 static size_t c2s_parse(struct session *s, const char *buf, size_t len)
@@ -813,8 +933,8 @@ static size_t c2s_parse(struct session *s, const char *buf, size_t len)
 			break;
 		}
 		off += sp.end;
-		if (session_dead(s) || s->state == SS_CLOSING || s->state == SS_AUTH_WAIT || (s->flags & SF_CLOSED_OUT))
-			return s->state == SS_AUTH_WAIT ? off : len;
+		if (session_dead(s) || s->state == SS_CLOSING || input_waits(s) || (s->flags & SF_CLOSED_OUT))
+			return input_waits(s) ? off : len;
 		if (s->state == SS_TLS_HANDSHAKE)
 			return off;   /* the rest is TLS */
 	}
@@ -827,7 +947,9 @@ size_t c2s_input(struct session *s, const uint8_t *p, size_t n)
 
 	if (s->state == SS_CLOSING || session_dead(s))
 		return n;
-	if (s->state == SS_AUTH_WAIT || s->in.len) {
+	if (s->im && (s->flags & SF_BOUND))
+		im_input_seen(s);   /* XEP-0199: not idle */
+	if (input_waits(s) || s->in.len) {
 		/* Bytes behind an unfinished item (or behind an answer we
 		 * wait for) join the session's buffer. */
 		if (!sbuf_reserve(&s->in, n)) {
@@ -836,7 +958,7 @@ size_t c2s_input(struct session *s, const uint8_t *p, size_t n)
 		}
 		memcpy(s->in.p + s->in.len, p, n);
 		s->in.len += (uint32_t)n;
-		if (s->state == SS_AUTH_WAIT)
+		if (input_waits(s))
 			return n;
 		used = c2s_parse(s, s->in.p, s->in.len);
 		if (session_dead(s))
@@ -869,11 +991,11 @@ size_t c2s_input(struct session *s, const uint8_t *p, size_t n)
 }
 
 /* Resume parsing what waited behind an authentication answer. */
-static void c2s_resume_input(struct session *s)
+void c2s_resume_input(struct session *s)
 {
 	/* Nothing behind a stream error is read: a client that pipelined
 	 * more guesses behind its last allowed failure gets none of them. */
-	if (s->in.len && s->state != SS_AUTH_WAIT && s->state != SS_CLOSING && !session_dead(s) &&
+	if (s->in.len && !input_waits(s) && s->state != SS_CLOSING && !session_dead(s) &&
 	    !(s->flags & SF_CLOSED_OUT)) {
 		size_t used = c2s_parse(s, s->in.p, s->in.len);
 		if (!session_dead(s))
@@ -917,6 +1039,8 @@ void c2s_timeout(struct session *s)
 		c2s_resume_input(s);
 		return;
 	}
+	if ((s->flags & SF_BOUND) && im_timer(s))
+		return;   /* XEP-0199 idle ping, or its timeout */
 	if (!(s->flags & SF_BOUND))
 		c2s_stream_error(s, "connection-timeout");
 }

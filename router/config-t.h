@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include "net/dpdk/dpdk-t.h"
 #include "parser/xml-t.h"
 
 #define CONFIG_MAX_VHOSTS     64
@@ -37,6 +38,22 @@ enum conflict_policy {
 	CONFLICT_RENAME_NEW,      /* option 3: the new session gets a server-generated resource */
 };
 
+/* IM and presence (RFC 6121, the XEPs): the control plane's and the
+ * session's limits. Group "im" of the file (docs/CONFIG.md). */
+struct im_config {
+	uint32_t roster_max;               /* items per roster; a set beyond it: <not-acceptable/> */
+	uint32_t pending_max;              /* subscription requests kept per user (a flood beyond it is dropped) */
+	uint32_t offline_max;              /* messages stored per user; beyond it: <service-unavailable/> */
+	uint32_t privacy_max_items;        /* items per privacy list and block list entries */
+	uint8_t register_enabled;          /* XEP-0077 in-band registration (off by default) */
+	uint32_t register_per_hour;        /* registrations per source address per hour */
+	uint32_t ping_idle_ms;             /* XEP-0199: ping a client silent this long (0: never) */
+	uint32_t ping_timeout_ms;          /* ... and close it if the pong does not come in time */
+	uint32_t sm_resume_ms;             /* XEP-0198: how long a dropped session waits to be resumed */
+	uint32_t sm_max_unacked;           /* unacknowledged stanzas kept per session; beyond: the session is cut */
+	uint32_t csi_max_held;             /* XEP-0352: presence stanzas held back for an inactive client */
+};
+
 struct server_config {
 	struct vhost_config vhost[CONFIG_MAX_VHOSTS];
 	unsigned nvhost;
@@ -60,6 +77,12 @@ struct server_config {
 					    * networks only; off by default (TLS required to authenticate) */
 	uint8_t conflict;                  /* enum conflict_policy */
 	uint64_t store_map_size;           /* LMDB map size in bytes */
+	/* The transport under the router (net/net.h): "kernel" or "dpdk", and the
+	 * DPDK port (group "dpdk" of the file). The router only passes the name to
+	 * net_backend; cmd/ sets the port up. */
+	char transport[16];
+	struct net_dpdk_conf dpdk;
+	struct im_config im;
 };
 
 #endif

@@ -12,6 +12,7 @@
 #include "parser/jid.h"
 #include "parser/xml.h"
 #include "parser/xmlw.h"
+#include "router/im.h"
 #include "router/ring.h"
 #include "router/route.h"
 #include "router/router.h"
@@ -19,17 +20,6 @@
 
 #define NS_STANZA_ERR "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_PING       "urn:xmpp:ping"
-
-enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
-
-enum stype {
-	T_NONE,           /* no 'type' */
-	T_NORMAL, T_CHAT, T_GROUPCHAT, T_HEADLINE,
-	T_UNAVAILABLE, T_SUBSCRIBE, T_SUBSCRIBED, T_UNSUBSCRIBE, T_UNSUBSCRIBED, T_PROBE,
-	T_GET, T_SET, T_RESULT,
-	T_ERROR,
-	T_INVALID,
-};
 
 struct stanza {
 	enum kind kind;
@@ -39,7 +29,14 @@ struct stanza {
 	bool has_to;
 };
 
-static enum stype parse_type(enum kind k, struct xml_view *v)
+enum kind deliver_kind(struct xml_view *v)
+{
+	struct xml_slice local = xml_tok_local(v, 0);
+
+	return xml_slice_eq(local, "message") ? K_MESSAGE : xml_slice_eq(local, "presence") ? K_PRESENCE : K_IQ;
+}
+
+enum stype deliver_type(enum kind k, struct xml_view *v)
 {
 	static const struct { const char *name; enum stype t; unsigned kinds; } types[] = {
 		{ "normal", T_NORMAL, 1u << K_MESSAGE },
@@ -70,7 +67,7 @@ static enum stype parse_type(enum kind k, struct xml_view *v)
 	return T_INVALID;
 }
 
-static const char *kind_name(enum kind k)
+const char *deliver_kind_name(enum kind k)
 {
 	return k == K_MESSAGE ? "message" : k == K_PRESENCE ? "presence" : "iq";
 }
@@ -101,19 +98,21 @@ void reply_begin(struct xmlw *x, char *buf, size_t cap, struct xml_view *v, cons
 /* An error reply built from the stanza in v: 'from' and 'to' swapped (the
  * sender's 'to', or our domain, becomes 'from'), same 'id', the error
  * child. Written into buf; returns its length or 0. */
-static size_t build_error(struct xml_view *v, enum kind k, const char *from, size_t from_len,
-			  const char *to, size_t to_len, const char *etype, const char *cond,
-			  char *buf, size_t cap)
+size_t deliver_error(struct xml_view *v, enum kind k, const char *from, size_t from_len,
+		     const char *to, size_t to_len, const char *etype, const char *cond, const char *app,
+		     char *buf, size_t cap)
 {
 	struct xmlw x;
 	size_t len;
 
-	reply_begin(&x, buf, cap, v, kind_name(k), "error", from, from_len, to, to_len);
+	reply_begin(&x, buf, cap, v, deliver_kind_name(k), "error", from, from_len, to, to_len);
 	xmlw_start(&x, "error");
 	xmlw_attr_str(&x, "type", etype);
 	xmlw_start(&x, cond);
 	xmlw_ns(&x, NULL, NS_STANZA_ERR);
 	xmlw_end(&x);
+	if (app)
+		xmlw_raw(&x, app, strlen(app));
 	xmlw_end(&x);
 	xmlw_end(&x);
 	return xmlw_finish(&x, &len) == XMLW_OK ? len : 0;
@@ -121,7 +120,8 @@ static size_t build_error(struct xml_view *v, enum kind k, const char *from, siz
 
 /* Reply to the client's own stanza with an error (RFC 6120 8.3), never to
  * an error (8.3.1). */
-static void reply_error(struct session *s, struct stanza *st, const char *etype, const char *cond)
+static void reply_error_app(struct session *s, struct stanza *st, const char *etype, const char *cond,
+			    const char *app)
 {
 	char from[JID_MAX + 1];
 	size_t from_len = 0;
@@ -133,24 +133,36 @@ static void reply_error(struct session *s, struct stanza *st, const char *etype,
 		memcpy(from, f.ptr, f.len);
 		from_len = f.len;
 	}
-	size_t n = build_error(st->v, st->kind, from_len ? from : NULL, from_len, s->jid, s->jid_len,
-			       etype, cond, s->w->scratch, s->w->scratch_cap);
-	if (n)
-		session_write(s, s->w->scratch, n);
+	size_t n = deliver_error(st->v, st->kind, from_len ? from : NULL, from_len, s->jid, s->jid_len,
+			       etype, cond, app, s->w->scratch, s->w->scratch_cap);
+	if (n) {
+		struct iovec iov = { s->w->scratch, n };
+		im_write(s, &iov, 1);
+	}
+}
+
+static void reply_error(struct session *s, struct stanza *st, const char *etype, const char *cond)
+{
+	reply_error_app(s, st, etype, cond, NULL);
 }
 
 /* ---- forwarding -------------------------------------------------------------- */
 
-static void write_local(struct session *d, const struct iovec *iov, int n)
+/* The one place a routed stanza enters a session: straight out unless the
+ * session has IM state that must see it (im_deliver). */
+static inline void write_local(struct session *d, const struct iovec *iov, int n, const struct im_peer *peer)
 {
-	session_writev(d, iov, n);
-	stat_add(&d->w->st.stanzas_out, 1);
+	if (__builtin_expect(d->imf != 0, 0))
+		im_deliver(d, iov, n, peer);
+	else
+		session_stanza(d, iov, n);
 }
 
 /* Send the prepared iovecs to one session. Local: into its buffer now;
  * remote: into the ring to its worker. Returns false if the handle is
  * stale on this worker (the caller falls back). */
-static bool forward(struct worker *w, uint64_t h, const struct iovec *iov, int n, uint16_t flags)
+bool deliver_forward(struct worker *w, uint64_t h, const struct iovec *iov, int n, uint16_t flags,
+		     const struct im_peer *peer)
 {
 	unsigned wk = handle_worker(h);
 
@@ -161,12 +173,13 @@ static bool forward(struct worker *w, uint64_t h, const struct iovec *iov, int n
 	struct session *d = worker_session(w, h);
 	if (!d || !(d->flags & SF_BOUND))
 		return false;
-	write_local(d, iov, n);
+	write_local(d, iov, n, peer);
 	return true;
 }
 
 /* Send bytes to a full JID, if it is bound (errors for remote senders). */
-static void send_to_full(struct worker *w, const char *jid, size_t len, const char *bytes, size_t blen)
+void deliver_to_full(struct worker *w, const char *jid, size_t len, const char *bytes, size_t blen,
+		     const struct im_peer *peer)
 {
 	const char *slash = memchr(jid, '/', len);
 	struct iovec iov = { (void *)bytes, blen };
@@ -178,15 +191,15 @@ static void send_to_full(struct worker *w, const char *jid, size_t len, const ch
 		return;
 	const struct route_res *r = route_find(snap, slash + 1, len - (size_t)(slash - jid) - 1);
 	if (r)
-		forward(w, r->handle, &iov, 1, 0);
+		deliver_forward(w, r->handle, &iov, 1, 0, peer);
 }
 
 /* Forward to the sessions of snap that route_picks chooses, all of them:
  * the snapshot stays valid until this thread's next quiescent state, so
  * it is walked in place. skip: a handle to leave out (0: none). Returns
  * how many took it. */
-static unsigned fan_out(struct worker *w, const struct route_snap *snap, enum route_pick how, uint64_t skip,
-			const struct iovec *iov, int n, uint16_t flags)
+unsigned deliver_fan_out(struct worker *w, const struct route_snap *snap, int how, uint64_t skip,
+			 const struct iovec *iov, int n, uint16_t flags, const struct im_peer *peer)
 {
 	unsigned sent = 0;
 
@@ -194,7 +207,7 @@ static unsigned fan_out(struct worker *w, const struct route_snap *snap, enum ro
 		return 0;
 	for (unsigned i = 0; i < snap->nres; i++) {
 		const struct route_res *r = &snap->res[i];
-		if (r->handle != skip && route_picks(snap, r, how) && forward(w, r->handle, iov, n, flags))
+		if (r->handle != skip && route_picks(snap, r, how) && deliver_forward(w, r->handle, iov, n, flags, peer))
 			sent++;
 	}
 	return sent;
@@ -212,22 +225,37 @@ static void reply_result(struct session *s, struct stanza *st)
 		f = jid_full(&st->to);
 	reply_begin(&x, s->w->scratch, s->w->scratch_cap, st->v, "iq", "result", f.ptr, f.len, s->jid, s->jid_len);
 	xmlw_end(&x);
-	if (xmlw_finish(&x, &len) == XMLW_OK)
-		session_write(s, s->w->scratch, len);
+	if (xmlw_finish(&x, &len) == XMLW_OK) {
+		struct iovec iov = { s->w->scratch, len };
+		im_write(s, &iov, 1);
+	}
 }
 
-/* An iq the server answers itself (to the domain, or to the account's
- * bare JID on its behalf). */
-static void server_iq(struct session *s, struct stanza *st)
+/* A stanza for the control plane (IM_REQ_STANZA), as it leaves: our
+ * 'from', the prepared 'to'. */
+static void to_control(struct session *s, const struct iovec *iov, int n)
+{
+	if (!im_post_req(s->w, s, IM_REQ_STANZA, s->jid, s->jid_len, iov, n))
+		log_warn("im: a stanza from %s too large for a request: dropped", s->jid);
+}
+
+/* An iq the server answers (to the domain, or to a local account's bare
+ * JID on its behalf): XEP-0199 pings here, everything else on the control
+ * plane when there is one. */
+static void server_iq(struct session *s, struct stanza *st, const struct iovec *iov, int n)
 {
 	struct xml_view *v = st->v;
 
 	if (st->type != T_GET && st->type != T_SET)
-		return;   /* results and errors to us end here */
+		return;   /* results and errors to us end here (our pings' answers too) */
 	uint32_t c = v->info.child;
 	if (st->type == T_GET && c != XML_NO_TOK && xml_slice_eq(xml_tok_local(v, c), "ping") &&
 	    xml_slice_eq(xml_tok_ns(v, c), NS_PING)) {
 		reply_result(s, st);   /* XEP-0199 */
+		return;
+	}
+	if (im_enabled(s->w->srv)) {
+		to_control(s, iov, n);
 		return;
 	}
 	reply_error(s, st, "cancel", "service-unavailable");
@@ -235,9 +263,34 @@ static void server_iq(struct session *s, struct stanza *st)
 
 /* ---- the delivery rules --------------------------------------------------------- */
 
-/* Presence without 'to': the session's availability (RFC 6121 4.2, 4.5),
- * broadcast to the user's own available resources. Contacts (rosters) come
- * with the IM layer. */
+static int8_t parse_priority(struct xml_view *v)
+{
+	int8_t prio = 0;
+
+	for (uint32_t c = xml_first_child(v, 0); c != XML_NO_TOK; c = xml_next_sibling(v, c)) {
+		if (!xml_slice_eq(xml_tok_local(v, c), "priority"))
+			continue;
+		uint32_t t = c + 1 + v->tok[c].nattr;
+		char b[16];
+		if (t < v->ntok && v->tok[t].type == XML_TOK_TEXT && v->tok[t].len < sizeof(b)) {
+			struct xml_slice val = xml_tok_value(v, t, b);
+			long p = 0;
+			bool neg = false;
+			uint32_t i = 0;
+			if (i < val.len && val.ptr[i] == '-')
+				neg = true, i++;
+			for (; i < val.len && val.ptr[i] >= '0' && val.ptr[i] <= '9' && p < 1000; i++)
+				p = p * 10 + (val.ptr[i] - '0');
+			p = neg ? -p : p;
+			prio = (int8_t)(p < -128 ? -128 : p > 127 ? 127 : p);
+		}
+	}
+	return prio;
+}
+
+/* Presence without 'to': the session's availability (RFC 6121 4.2, 4.4,
+ * 4.5), broadcast to the user's own available resources and, with the IM
+ * layer, to the contacts (router/im.c). */
 static void own_presence(struct session *s, struct stanza *st, const struct iovec *iov, int n)
 {
 	struct server *srv = s->w->srv;
@@ -249,26 +302,12 @@ static void own_presence(struct session *s, struct stanza *st, const struct iove
 	else if (st->type == T_UNAVAILABLE)
 		avail = false;
 	else
-		return;   /* subscription types need a 'to' */
-	if (avail) {
-		for (uint32_t c = xml_first_child(st->v, 0); c != XML_NO_TOK; c = xml_next_sibling(st->v, c)) {
-			if (!xml_slice_eq(xml_tok_local(st->v, c), "priority"))
-				continue;
-			uint32_t t = c + 1 + st->v->tok[c].nattr;
-			char b[16];
-			if (t < st->v->ntok && st->v->tok[t].type == XML_TOK_TEXT && st->v->tok[t].len < sizeof(b)) {
-				struct xml_slice val = xml_tok_value(st->v, t, b);
-				long p = 0;
-				bool neg = false;
-				uint32_t i = 0;
-				if (i < val.len && val.ptr[i] == '-')
-					neg = true, i++;
-				for (; i < val.len && val.ptr[i] >= '0' && val.ptr[i] <= '9' && p < 1000; i++)
-					p = p * 10 + (val.ptr[i] - '0');
-				p = neg ? -p : p;
-				prio = (int8_t)(p < -128 ? -128 : p > 127 ? 127 : p);
-			}
-		}
+		return;   /* subscription types need a 'to'; errors and probes to nobody end here */
+	if (avail)
+		prio = parse_priority(st->v);
+	if (s->im) {
+		im_presence_broadcast(s, st->v, avail, prio, iov, n);
+		return;
 	}
 	route_set_presence(srv->routes, s->jid, s->bare_len, s->jid + s->bare_len + 1,
 			   (size_t)s->jid_len - s->bare_len - 1, session_handle(s), avail, prio);
@@ -283,19 +322,26 @@ static void own_presence(struct session *s, struct stanza *st, const struct iove
 	if (!snap)
 		return;
 	/* Including the sender itself: the echo tells it the server has it. */
-	fan_out(s->w, snap, ROUTE_PICK_ALL, 0, iov, n, 0);
+	struct im_peer peer = { K_PRESENCE, st->type, s->jid, s->jid_len, NULL, 0, st->v };
+	deliver_fan_out(s->w, snap, ROUTE_PICK_ALL, 0, iov, n, 0, &peer);
 }
 
 void deliver_gone(struct session *s)
 {
 	/* RFC 6121 4.5.3.1: a session that ends while available goes
-	 * unavailable for the user's other resources. Called after unbind. */
+	 * unavailable for the user's other resources (and, with the IM layer,
+	 * its contacts and directed-presence recipients). Called after
+	 * unbind. */
 	char buf[4096];
 	struct xmlw x;
 	size_t len;
 
 	if (!(s->flags & SF_AVAILABLE))
 		return;
+	if (s->im) {
+		im_gone(s);
+		return;
+	}
 	s->flags &= (uint16_t)~SF_AVAILABLE;
 	const struct route_snap *snap = route_lookup(s->w->srv->routes, s->jid, s->bare_len);
 	if (!snap)
@@ -308,13 +354,24 @@ void deliver_gone(struct session *s)
 	if (xmlw_finish(&x, &len) != XMLW_OK)
 		return;
 	struct iovec iov = { buf, len };
-	fan_out(s->w, snap, ROUTE_PICK_ALL, 0, &iov, 1, 0);
+	struct im_peer peer = { K_PRESENCE, T_UNAVAILABLE, s->jid, s->jid_len, NULL, 0, NULL };
+	deliver_fan_out(s->w, snap, ROUTE_PICK_ALL, 0, &iov, 1, 0, &peer);
 }
 
-/* To the bare JID of a local account (RFC 6121 8.5.2). Returns false when
- * nobody took a message that needs an error. */
+/* A message nobody online took (RFC 6121 8.5.2.1.1, 8.5.2.2.1): offline
+ * storage on the control plane (which answers <service-unavailable/> for
+ * an unknown user or a full queue), or the error right away. */
+static void message_undelivered(struct session *s, struct stanza *st, const struct iovec *iov, int n)
+{
+	if (im_enabled(s->w->srv))
+		to_control(s, iov, n);
+	else
+		reply_error(s, st, "cancel", "service-unavailable");
+}
+
+/* To the bare JID of a local account (RFC 6121 8.5.2). */
 static void to_bare(struct session *s, struct stanza *st, const struct route_snap *snap,
-		    const struct iovec *iov, int n)
+		    const struct iovec *iov, int n, const struct im_peer *peer)
 {
 	switch (st->kind) {
 	case K_MESSAGE:
@@ -322,32 +379,51 @@ static void to_bare(struct session *s, struct stanza *st, const struct route_sna
 		case T_NONE:
 		case T_NORMAL:
 		case T_CHAT:
-			if (!fan_out(s->w, snap, ROUTE_PICK_BEST, 0, iov, n, 0)) {
-				/* No available resource: without offline storage,
-				 * <service-unavailable/> (RFC 6121 8.5.2.2.1). */
-				reply_error(s, st, "cancel", "service-unavailable");
-			}
+			if (!deliver_fan_out(s->w, snap, ROUTE_PICK_BEST, 0, iov, n, 0, peer))
+				message_undelivered(s, st, iov, n);
 			return;
 		case T_HEADLINE:
-			fan_out(s->w, snap, ROUTE_PICK_AVAILABLE, 0, iov, n, 0);   /* none: dropped silently */
+			/* none: dropped silently */
+			deliver_fan_out(s->w, snap, ROUTE_PICK_AVAILABLE, 0, iov, n, 0, peer);
 			return;
 		case T_GROUPCHAT:
 			reply_error(s, st, "cancel", "service-unavailable");
 			return;
 		case T_ERROR:
-			fan_out(s->w, snap, ROUTE_PICK_BEST, 0, iov, n, 0);
+			deliver_fan_out(s->w, snap, ROUTE_PICK_BEST, 0, iov, n, 0, peer);
 			return;
 		default:
 			return;
 		}
 	case K_PRESENCE:
-		if (st->type != T_PROBE)   /* probes are answered from rosters (IM layer) */
-			fan_out(s->w, snap, ROUTE_PICK_ALL, 0, iov, n, 0);
+		switch (st->type) {
+		case T_SUBSCRIBE:
+		case T_SUBSCRIBED:
+		case T_UNSUBSCRIBE:
+		case T_UNSUBSCRIBED:
+			/* RFC 6121 3: the control plane runs the subscription
+			 * state machine and forwards. */
+			if (im_enabled(s->w->srv)) {
+				to_control(s, iov, n);
+				return;
+			}
+			break;
+		case T_PROBE:
+			return;   /* probes are answered from rosters (router/im.c, at initial presence) */
+		default:
+			break;
+		}
+		deliver_fan_out(s->w, snap, ROUTE_PICK_ALL, 0, iov, n, 0, peer);
 		return;
 	case K_IQ:
-		server_iq(s, st);
+		server_iq(s, st, iov, n);
 		return;
 	}
+}
+
+static bool is_subscription(enum stype t)
+{
+	return t == T_SUBSCRIBE || t == T_SUBSCRIBED || t == T_UNSUBSCRIBE || t == T_UNSUBSCRIBED;
 }
 
 void deliver_from_client(struct session *s, struct xml_view *v)
@@ -356,12 +432,11 @@ void deliver_from_client(struct session *s, struct xml_view *v)
 	struct server *srv = w->srv;
 	struct stanza st;
 	char tmp[JID_MAX + 1];
-	struct xml_slice local = xml_tok_local(v, 0);
 
 	st.v = v;
 	st.has_to = false;
-	st.kind = xml_slice_eq(local, "message") ? K_MESSAGE : xml_slice_eq(local, "presence") ? K_PRESENCE : K_IQ;
-	st.type = parse_type(st.kind, v);
+	st.kind = deliver_kind(v);
+	st.type = deliver_type(st.kind, v);
 	if (st.type == T_INVALID) {
 		st.type = T_NONE;
 		reply_error(s, &st, "modify", "bad-request");
@@ -426,6 +501,7 @@ void deliver_from_client(struct session *s, struct xml_view *v)
 		reply_error(s, &st, "wait", "internal-server-error");
 		return;
 	}
+	struct im_peer peer = { (int)st.kind, (int)st.type, s->jid, s->jid_len, to.ptr, to.len, v };
 
 	if (!st.has_to) {
 		switch (st.kind) {
@@ -433,14 +509,31 @@ void deliver_from_client(struct session *s, struct xml_view *v)
 			own_presence(s, &st, iov, n);
 			return;
 		case K_IQ:
-			server_iq(s, &st);   /* on the account's behalf */
+			server_iq(s, &st, iov, n);   /* on the account's behalf */
 			return;
 		case K_MESSAGE: {
 			/* RFC 6121 8.1.1.1: as if to the sender's bare JID. */
 			const struct route_snap *snap = route_lookup(srv->routes, s->jid, s->bare_len);
-			to_bare(s, &st, snap, iov, n);
+			to_bare(s, &st, snap, iov, n, &peer);
 			return;
 		}
+		}
+	}
+
+	/* XEP-0016 / XEP-0191: the sender's own rules, before anything is
+	 * routed (never between the user's own resources). */
+	struct jid_slice bare = jid_bare(&st.to);
+	if ((s->imf & IMG_RULES) && !(bare.len == s->bare_len && !memcmp(bare.ptr, s->jid, bare.len)) &&
+	    st.type != T_ERROR) {
+		unsigned kind = st.kind == K_MESSAGE ? IM_KIND_MESSAGE : st.kind == K_IQ ? IM_KIND_IQ : IM_KIND_PRES_OUT;
+		if (st.kind == K_PRESENCE && st.type != T_NONE && st.type != T_UNAVAILABLE)
+			kind = 0;   /* not a notification: only rules that name every kind */
+		enum im_verdict vd = im_check_out(s, kind, to.ptr, to.len);
+		if (vd != IM_ALLOW) {
+			if (!(st.kind == K_IQ && st.type == T_RESULT))
+				reply_error_app(s, &st, "cancel", "not-acceptable",
+						vd == IM_DENY_BLOCKED ? "<blocked xmlns='urn:xmpp:blocking:errors'/>" : NULL);
+			return;
 		}
 	}
 
@@ -450,6 +543,12 @@ void deliver_from_client(struct session *s, struct xml_view *v)
 		if (srv->domain_len[i] == dom.len && !memcmp(srv->cfg.vhost[i].domain, dom.ptr, dom.len))
 			local_domain = true;
 	if (!local_domain) {
+		if (st.kind == K_PRESENCE && is_subscription(st.type) && im_enabled(srv)) {
+			/* The roster changes even if the contact's server is
+			 * out of reach (RFC 6121 3.1.2). */
+			to_control(s, iov, n);
+			return;
+		}
 		/* No server-to-server links yet (RFC 6120 10.4.3). */
 		reply_error(s, &st, "cancel", "remote-server-not-found");
 		return;
@@ -457,29 +556,37 @@ void deliver_from_client(struct session *s, struct xml_view *v)
 	if (st.to.local_len == 0) {
 		/* To the server itself (RFC 6120 10.3). */
 		if (st.kind == K_IQ)
-			server_iq(s, &st);
+			server_iq(s, &st, iov, n);
 		else if (st.kind == K_MESSAGE)
 			reply_error(s, &st, "cancel", "service-unavailable");
 		return;
 	}
 
-	struct jid_slice bare = jid_bare(&st.to);
 	const struct route_snap *snap = route_lookup(srv->routes, bare.ptr, bare.len);
+	uint64_t took = 0;   /* the resource a full-JID message went to (carbons) */
 	if (st.to.resource_len) {
 		struct jid_slice res = jid_resource(&st.to);
 		const struct route_res *r = snap ? route_find(snap, res.ptr, res.len) : NULL;
 		uint16_t flags = (st.kind == K_MESSAGE &&
 				  (st.type == T_NONE || st.type == T_NORMAL || st.type == T_CHAT || st.type == T_HEADLINE))
 				 ? MSGF_BARE_FALLBACK : 0;
-		if (r && forward(w, r->handle, iov, n, flags))
+		if (st.kind == K_PRESENCE && is_subscription(st.type) && im_enabled(srv)) {
+			to_control(s, iov, n);   /* RFC 6121 3.1.1: handled as if to the bare JID */
 			return;
+		}
+		if (r && deliver_forward(w, r->handle, iov, n, flags, &peer)) {
+			if (st.kind == K_PRESENCE && s->im && (st.type == T_NONE || st.type == T_UNAVAILABLE))
+				im_directed(s, st.type == T_NONE, to.ptr, to.len);
+			took = r->handle;
+			goto carbons;
+		}
 		/* No such resource (RFC 6121 8.5.3.2). */
 		if (flags) {
-			to_bare(s, &st, snap, iov, n);
+			to_bare(s, &st, snap, iov, n, &peer);
+			goto carbons;
 		} else if (st.kind == K_PRESENCE) {
-			if (st.type == T_SUBSCRIBE || st.type == T_SUBSCRIBED || st.type == T_UNSUBSCRIBE ||
-			    st.type == T_UNSUBSCRIBED)
-				to_bare(s, &st, snap, iov, n);
+			if (is_subscription(st.type))
+				to_bare(s, &st, snap, iov, n, &peer);
 			/* other presence: dropped */
 		} else if (st.kind == K_IQ) {
 			if (st.type == T_GET || st.type == T_SET)
@@ -489,7 +596,16 @@ void deliver_from_client(struct session *s, struct xml_view *v)
 		}
 		return;
 	}
-	to_bare(s, &st, snap, iov, n);
+	to_bare(s, &st, snap, iov, n, &peer);
+	if (st.kind == K_PRESENCE && s->im && (st.type == T_NONE || st.type == T_UNAVAILABLE))
+		im_directed(s, st.type == T_NONE, to.ptr, to.len);
+carbons:
+	/* XEP-0280: copies to the sender's and the recipient's other
+	 * carbons-enabled resources. Nothing to do (one relaxed load) while no
+	 * session anywhere has carbons on. */
+	if (st.kind == K_MESSAGE && atomic_load_explicit(&srv->carbons, memory_order_relaxed) &&
+	    im_carbon_eligible(v, st.type))
+		im_carbons(s, v, iov, n, bare.ptr, bare.len, took);
 }
 
 /* A stanza from another worker whose destination is gone now: the same
@@ -510,27 +626,34 @@ static void deliver_stale(struct worker *w, const struct ring_rec *rec)
 	struct iovec iov = { (void *)rec->data, rec->len };
 	struct jid_slice bare = jid_bare(&to);
 	const struct route_snap *snap = route_lookup(w->srv->routes, bare.ptr, bare.len);
-	enum kind kind = xml_slice_eq(xml_tok_local(v, 0), "message") ? K_MESSAGE
-		       : xml_slice_eq(xml_tok_local(v, 0), "presence") ? K_PRESENCE : K_IQ;
-	enum stype type = parse_type(kind, v);
+	enum kind kind = deliver_kind(v);
+	enum stype type = deliver_type(kind, v);
+	struct im_peer peer = { (int)kind, (int)type, fv.ptr, fv.len, tv.ptr, tv.len, v };
 
 	/* One fallback only: a record re-sent from here that finds a stale
 	 * handle again gets the error, it does not travel on. */
 	if ((rec->flags & MSGF_BARE_FALLBACK) && !(rec->flags & MSGF_RETRIED) && snap) {
-		unsigned sent = fan_out(w, snap, type == T_HEADLINE ? ROUTE_PICK_AVAILABLE : ROUTE_PICK_BEST, rec->arg,
-					&iov, 1, MSGF_RETRIED);
+		unsigned sent = deliver_fan_out(w, snap, type == T_HEADLINE ? ROUTE_PICK_AVAILABLE : ROUTE_PICK_BEST,
+						rec->arg, &iov, 1, MSGF_RETRIED, &peer);
 		if (sent || type == T_HEADLINE)
 			return;
 	}
 	if (type == T_ERROR || type == T_RESULT || kind == K_PRESENCE || type == T_HEADLINE ||
 	    (kind == K_IQ && type != T_GET && type != T_SET))
 		return;
+	if (kind == K_MESSAGE && (type == T_NONE || type == T_NORMAL || type == T_CHAT) && im_enabled(w->srv)) {
+		/* Offline storage, on behalf of the user it was for. */
+		im_post_req(w, NULL, IM_REQ_STANZA, bare.ptr, bare.len, &iov, 1);
+		return;
+	}
 	/* An error back to the sender, wherever it is. */
 	char *buf = w->scratch;
-	size_t n = build_error(v, kind, tv.ptr, tv.len, fv.ptr, fv.len, "cancel", "service-unavailable",
-			       buf, w->scratch_cap);
-	if (n)
-		send_to_full(w, fv.ptr, fv.len, buf, n);
+	size_t n = deliver_error(v, kind, tv.ptr, tv.len, fv.ptr, fv.len, "cancel", "service-unavailable", NULL,
+				 buf, w->scratch_cap);
+	if (n) {
+		struct im_peer ep = { (int)kind, T_ERROR, tv.ptr, tv.len, fv.ptr, fv.len, NULL };
+		deliver_to_full(w, fv.ptr, fv.len, buf, n, &ep);
+	}
 }
 
 void deliver_record(struct worker *w, const struct ring_rec *rec)
@@ -539,7 +662,7 @@ void deliver_record(struct worker *w, const struct ring_rec *rec)
 
 	if (d && (d->flags & SF_BOUND)) {
 		struct iovec iov = { (void *)rec->data, rec->len };
-		write_local(d, &iov, 1);
+		write_local(d, &iov, 1, NULL);
 		return;
 	}
 	deliver_stale(w, rec);

@@ -40,7 +40,9 @@ struct route_res {
 	uint32_t off;        /* its name: route_res_name() */
 	uint16_t len;        /* 1..ROUTE_RESOURCE_MAX */
 	int8_t priority;     /* RFC 6121 4.7.2.3; 0 until the first presence */
-	uint8_t available;   /* has sent available presence */
+	uint8_t available : 1;   /* has sent available presence */
+	uint8_t carbons : 1;     /* XEP-0280 enabled: any worker sends it copies */
+	uint8_t flags_pad_ : 6;
 };
 
 /* A published snapshot: every session of one bare JID. Read-only for
@@ -56,7 +58,9 @@ struct route_snap {
 	uint16_t navail;     /* sessions with available set */
 	uint16_t nbest;      /* available sessions with priority == best (0: none with priority >= 0) */
 	int8_t best;         /* highest priority >= 0 among available sessions; meaningful if nbest */
-	uint8_t pad_[7];
+	uint8_t pad_;
+	uint16_t ncarbons;   /* sessions with carbons set: 0 spares the walk */
+	uint8_t pad2_[4];
 	struct route_res res[];
 };
 

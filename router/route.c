@@ -96,6 +96,8 @@ enum route_op {
 	ROUTE_OP_BIND,
 	ROUTE_OP_UNBIND,
 	ROUTE_OP_PRESENCE,
+	ROUTE_OP_CARBONS,
+	ROUTE_OP_REPLACE,
 };
 
 /* One write, as route_plan decides it. */
@@ -108,6 +110,8 @@ struct route_change {
 	unsigned max_res;              /* bind */
 	bool available;                /* presence */
 	int8_t priority;               /* presence */
+	bool carbons;                  /* carbons */
+	uint64_t new_handle;           /* replace */
 	/* route_plan's output */
 	bool write;                    /* a new snapshot (or none) replaces the old one */
 	int idx;                       /* res in the old snapshot, or -1 */
@@ -336,6 +340,16 @@ static enum route_status route_plan(const struct route_snap *old, struct route_c
 		if (r->available == c->available && r->priority == c->priority)
 			return ROUTE_OK;
 		break;
+	case ROUTE_OP_CARBONS:
+		if (!r || r->handle != c->handle)
+			return ROUTE_NOTFOUND;
+		if (r->carbons == c->carbons)
+			return ROUTE_OK;
+		break;
+	case ROUTE_OP_REPLACE:
+		if (!r || r->handle != c->handle)
+			return ROUTE_NOTFOUND;
+		break;
 	}
 	c->write = true;
 	return ROUTE_OK;
@@ -367,7 +381,12 @@ static void route_build(struct route_snap *s, const struct route_snap *old, cons
 			if (c->op == ROUTE_OP_BIND) {
 				r->handle = c->handle;
 				r->available = 0;
+				r->carbons = 0;
 				r->priority = 0;
+			} else if (c->op == ROUTE_OP_CARBONS) {
+				r->carbons = c->carbons;
+			} else if (c->op == ROUTE_OP_REPLACE) {
+				r->handle = c->new_handle;   /* presence and the rest stay */
 			} else {
 				r->available = c->available;
 				r->priority = c->priority;
@@ -385,6 +404,8 @@ static void route_build(struct route_snap *s, const struct route_snap *old, cons
 		r->len = c->res_len;
 		r->priority = 0;
 		r->available = 0;
+		r->carbons = 0;
+		r->flags_pad_ = 0;
 		memcpy(names + off, c->res, c->res_len);
 		off += c->res_len;
 	}
@@ -392,6 +413,7 @@ static void route_build(struct route_snap *s, const struct route_snap *old, cons
 
 	for (unsigned i = 0; i < nres; i++) {
 		const struct route_res *r = &s->res[i];
+		s->ncarbons = (uint16_t)(s->ncarbons + r->carbons);
 		if (!r->available)
 			continue;
 		s->navail++;
@@ -508,6 +530,28 @@ enum route_status route_set_presence(struct route_table *t, const char *bare, si
 	struct route_change c = {
 		.op = ROUTE_OP_PRESENCE, .res = res, .res_len = (uint16_t)res_len, .handle = handle,
 		.available = available, .priority = priority,
+	};
+	assert(res_len <= ROUTE_RESOURCE_MAX);
+	return route_update(t, bare, bare_len, &c, NULL);
+}
+
+enum route_status route_replace(struct route_table *t, const char *bare, size_t bare_len,
+				const char *res, size_t res_len, uint64_t handle, uint64_t new_handle)
+{
+	struct route_change c = {
+		.op = ROUTE_OP_REPLACE, .res = res, .res_len = (uint16_t)res_len, .handle = handle,
+		.new_handle = new_handle,
+	};
+	assert(res_len <= ROUTE_RESOURCE_MAX && new_handle != 0);
+	return route_update(t, bare, bare_len, &c, NULL);
+}
+
+enum route_status route_set_carbons(struct route_table *t, const char *bare, size_t bare_len,
+				    const char *res, size_t res_len, uint64_t handle, bool carbons)
+{
+	struct route_change c = {
+		.op = ROUTE_OP_CARBONS, .res = res, .res_len = (uint16_t)res_len, .handle = handle,
+		.carbons = carbons,
 	};
 	assert(res_len <= ROUTE_RESOURCE_MAX);
 	return route_update(t, bare, bare_len, &c, NULL);

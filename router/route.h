@@ -182,4 +182,15 @@ enum route_status route_set_presence(struct route_table *t, const char *bare, si
 				     const char *res, size_t res_len, uint64_t handle,
 				     bool available, int8_t priority);
 
+/* Record whether the session has XEP-0280 carbons enabled (a flag every
+ * worker reads in the snapshot). ROUTE_NOTFOUND as for route_unbind. */
+enum route_status route_set_carbons(struct route_table *t, const char *bare, size_t bare_len,
+				    const char *res, size_t res_len, uint64_t handle, bool carbons);
+
+/* Hand resource res over from handle to new_handle in one swap (XEP-0198
+ * resumption: the session moved to another slot or worker); presence and
+ * priority stay. ROUTE_NOTFOUND as for route_unbind. */
+enum route_status route_replace(struct route_table *t, const char *bare, size_t bare_len,
+				const char *res, size_t res_len, uint64_t handle, uint64_t new_handle);
+
 #endif

@@ -40,7 +40,18 @@ enum msg_type {
 	MSG_AUTH_REQ,     /* worker → control: arg = handle; data = struct net_addr + the hooks' request */
 	MSG_AUTH_ANS,     /* control → worker: arg = handle; data = the answer */
 	MSG_SHUTDOWN,     /* control → worker */
+	MSG_IM_REQ,       /* worker → control: arg = handle (0: none); data = struct im_req, jid, stanza */
+	MSG_IM_EV,        /* → worker: flags = enum im_ev_type; arg = handle; data = the event's payload
+			   * (from the control thread, or from a worker: IM_EV_PRESENCE_TO probes) */
+	MSG_TO_SESSION,   /* control → worker: arg = handle, bound or not; data = a complete stanza */
+	MSG_SM_RESUME,    /* worker → worker: arg = the old handle; XEP-0198 resumption request (sm.c) */
+	MSG_SM_MOVE,      /* worker → worker: arg = the resuming handle; the session state, or a refusal */
 };
+
+/* Control → worker records larger than a ring record travel as fragments:
+ * every one but the last has RECF_MORE in flags (the control thread is the
+ * ring's only producer, so a record's fragments are consecutive). */
+#define RECF_MORE 0x8000u
 
 /* MSG_STANZA flags: what the receiver needs if the destination is gone. */
 #define MSGF_BARE_FALLBACK 1u   /* a message that may go to other resources of the bare JID */
@@ -63,6 +74,7 @@ enum sess_state {
 	SS_TLS_HANDSHAKE,  /* <proceed/> sent, or direct TLS: waiting for the handshake */
 	SS_OPEN,           /* stream open: negotiating (STARTTLS, SASL, bind) or bound */
 	SS_AUTH_WAIT,      /* an authentication request is with the control thread */
+	SS_IM_WAIT,        /* bound, waiting for IM_EV_STATE: the bind result and input wait */
 	SS_CLOSING,        /* stream closed or errored: flushing, then close */
 };
 
@@ -80,6 +92,8 @@ enum sess_flags {
 };
 
 struct worker;
+struct im_sess;
+struct sm;
 
 struct session {
 	struct worker *w;
@@ -92,7 +106,7 @@ struct session {
 	uint8_t auth_failures;
 	int8_t priority;
 	uint8_t listener;
-	uint8_t pad;
+	uint8_t imf;                 /* IMG_* (router/im.h): 0 unless a delivery must look at im */
 	struct xml_framer framer;
 	struct wheel_timer timer;
 	struct tls_conn *tls;
@@ -112,6 +126,8 @@ struct session {
 	struct net_addr peer;
 	char stream_id[17];
 	struct xml_nsctx nsctx;      /* the client's stream header declarations */
+	struct im_sess *im;          /* IM state once bound (router/im.h); NULL without the im hook */
+	struct sm *sm;               /* XEP-0198 state once enabled (router/sm.h) */
 };
 
 /* ---- workers ------------------------------------------------------------ */
@@ -170,6 +186,7 @@ struct worker {
 	struct xml_token *tok;
 	struct xml_ns *ns;
 	uint16_t *scope;
+	struct sbuf ctl_frag;        /* a control record arriving in fragments (RECF_MORE) */
 	struct worker_stats st;
 	_Atomic bool stop;
 	bool stopping;

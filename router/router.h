@@ -15,6 +15,7 @@
 #include "router/server.h"
 
 struct route_table;
+struct ctl_state;
 
 struct server {
 	struct server_config cfg;
@@ -28,6 +29,8 @@ struct server {
 	struct ring *rings;                   /* (nworkers + 1)^2, [from * (n + 1) + to] */
 	int ctl_efd;                          /* eventfd: workers → control thread */
 	_Atomic bool shutdown_req;
+	struct ctl_state *ctl;                /* the control thread's IM state (worker.c), lazily */
+	_Atomic uint32_t carbons;             /* sessions with XEP-0280 on: 0 spares senders a lookup */
 	bool started;
 	char (*domain)[CONFIG_DOMAIN_MAX + 1];/* = cfg.vhost[i].domain */
 	uint16_t domain_len[CONFIG_MAX_VHOSTS];
@@ -58,6 +61,12 @@ static inline bool session_dead(const struct session *s)
 /* Queue bytes for the client (plaintext; encrypted at flush when TLS). A
  * client that lets more than cfg.max_output pile up is cut off. */
 void session_write(struct session *s, const void *p, size_t n);
+
+/* Queue one complete stanza for the client (routed stanzas, replies,
+ * pushes): everything that counts as a stanza for XEP-0198 goes through
+ * here, everything else (stream header, features, SASL, SM nonzas,
+ * stream errors) through session_write. */
+void session_stanza(struct session *s, const struct iovec *iov, int iovcnt);
 void session_writev(struct session *s, const struct iovec *iov, int iovcnt);
 
 /* Send what is queued now (before switching to TLS). */
@@ -83,6 +92,11 @@ int session_start_tls(struct session *s);
 struct session *router_session_open(struct worker *w, struct net_conn conn, const struct net_addr *peer,
 				    unsigned listener);
 void router_session_bytes(struct session *s, const uint8_t *p, size_t n);
+
+/* A bound session without a connection (sm.c: the state of a resumed
+ * session whose new stream went away meanwhile); conn.id is
+ * SM_CONN_DETACHED. peer may be NULL. */
+struct session *session_new_detached(struct worker *w, const struct net_addr *peer);
 void router_worker_step(struct worker *w);
 
 /* Post a record to thread `to` (a worker index, or srv->nworkers for the
@@ -113,7 +127,15 @@ void c2s_eof(struct session *s);
 
 void c2s_timeout(struct session *s);
 void c2s_auth_answer(struct session *s, const uint8_t *ans, size_t len);
+
+/* Parse what waited in the session's buffer behind an answer (state back
+ * from SS_AUTH_WAIT to SS_OPEN first). */
+void c2s_resume_input(struct session *s);
 void c2s_kick(struct session *s, const char *condition);
+
+/* The bind completed after waiting for the IM state (router/im.c sent the
+ * result): input resumes, idle pings start. */
+void c2s_bind_done(struct session *s);
 
 /* Send <stream:error> (our header first if it is not out yet) and close. */
 void c2s_stream_error(struct session *s, const char *condition);
@@ -122,6 +144,48 @@ void c2s_stream_error(struct session *s, const char *condition);
 void c2s_unbind(struct session *s);
 
 /* ---- deliver.c ----------------------------------------------------------- */
+
+/* Stanza kinds and types as delivery sees them. */
+enum kind { K_MESSAGE, K_PRESENCE, K_IQ };
+
+enum stype {
+	T_NONE,           /* no 'type' */
+	T_NORMAL, T_CHAT, T_GROUPCHAT, T_HEADLINE,
+	T_UNAVAILABLE, T_SUBSCRIBE, T_SUBSCRIBED, T_UNSUBSCRIBE, T_UNSUBSCRIBED, T_PROBE,
+	T_GET, T_SET, T_RESULT,
+	T_ERROR,
+	T_INVALID,
+};
+
+struct xml_view;
+struct im_peer;
+struct route_snap;
+
+enum kind deliver_kind(struct xml_view *v);
+enum stype deliver_type(enum kind k, struct xml_view *v);
+const char *deliver_kind_name(enum kind k);
+
+/* Send iovecs to one session: local ones now (through im_deliver when the
+ * session's imf says so; peer describes the stanza, NULL: parse it),
+ * others through the ring. false if the handle is stale on this worker. */
+bool deliver_forward(struct worker *w, uint64_t h, const struct iovec *iov, int n, uint16_t flags,
+		     const struct im_peer *peer);
+
+/* To every session of snap that route_picks(how) chooses but skip;
+ * returns how many took it. how: enum route_pick. */
+unsigned deliver_fan_out(struct worker *w, const struct route_snap *snap, int how, uint64_t skip,
+			 const struct iovec *iov, int n, uint16_t flags, const struct im_peer *peer);
+
+/* Bytes to a full JID if it is bound. */
+void deliver_to_full(struct worker *w, const char *jid, size_t len, const char *bytes, size_t blen,
+		     const struct im_peer *peer);
+
+/* An error reply to the stanza in v (kind k) with the given from/to, the
+ * defined condition and an optional application child (raw XML). Returns
+ * its length in buf, 0 if it did not fit. */
+size_t deliver_error(struct xml_view *v, enum kind k, const char *from, size_t from_len,
+		     const char *to, size_t to_len, const char *etype, const char *cond, const char *app,
+		     char *buf, size_t cap);
 
 /* A stanza from a bound client session, in w->view. */
 void deliver_from_client(struct session *s, struct xml_view *v);

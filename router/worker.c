@@ -20,9 +20,12 @@
 #include "net/wheel.h"
 #include "parser/simd.h"
 #include "parser/xml.h"
+#include "parser/jid.h"
+#include "router/im.h"
 #include "router/ring.h"
 #include "router/route.h"
 #include "router/router.h"
+#include "router/sm.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -59,7 +62,7 @@ static void session_timer_fired(struct wheel *wh, struct wheel_timer *t, uint64_
 	struct session *s = (struct session *)((char *)t - offsetof(struct session, timer));
 	(void)wh;
 	(void)now;
-	if (!session_dead(s))
+	if (!session_dead(s) && !(s->sm && sm_timeout(s)))
 		c2s_timeout(s);
 }
 
@@ -209,11 +212,13 @@ void session_writev(struct session *s, const struct iovec *iov, int iovcnt)
 	struct sbuf *b = s->tls ? &s->pout : &s->out;
 	size_t n = 0;
 
-	if (session_dead(s) || (s->flags & SF_CLOSED_OUT))
+	if (session_dead(s) || (s->flags & SF_CLOSED_OUT) || sm_detached(s))
 		return;
 	for (int i = 0; i < iovcnt; i++)
 		n += iov[i].iov_len;
-	if ((size_t)s->out.len + s->pout.len + n > s->w->srv->cfg.max_output) {
+	/* With XEP-0198 the unacknowledged queue has its own bounds (sm.c) and
+	 * a resumption resends all of it at once: it does not count here. */
+	if ((size_t)s->out.len + s->pout.len + n > s->w->srv->cfg.max_output + sm_queued(s)) {
 		/* It does not read: no stream error can reach it either. */
 		session_close(s, "output limit (client not reading)");
 		return;
@@ -228,6 +233,19 @@ void session_writev(struct session *s, const struct iovec *iov, int iovcnt)
 	}
 	stat_add(&s->w->st.bytes_out, n);
 	mark_dirty(s);
+}
+
+void session_stanza(struct session *s, const struct iovec *iov, int iovcnt)
+{
+	/* The one door for stanzas to the client: stream management (sm.c)
+	 * counts and keeps what passes here; nonzas and stream-level bytes
+	 * use session_write. */
+	if (s->sm) {
+		sm_stanza(s, iov, iovcnt);
+		return;
+	}
+	session_writev(s, iov, iovcnt);
+	stat_add(&s->w->st.stanzas_out, 1);
 }
 
 void session_write(struct session *s, const void *p, size_t n)
@@ -276,7 +294,7 @@ static bool session_encrypt(struct session *s)
 
 void session_flush(struct session *s)
 {
-	if (session_dead(s))
+	if (session_dead(s) || sm_detached(s))
 		return;
 	if (s->tls && s->pout.len && tls_conn_established(s->tls) && !session_encrypt(s))
 		return;
@@ -303,6 +321,10 @@ void session_close_after_flush(struct session *s)
 {
 	if (session_dead(s))
 		return;
+	if (sm_detached(s)) {
+		session_close(s, NULL);   /* no connection: nothing to flush */
+		return;
+	}
 	s->state = SS_CLOSING;
 	c2s_unbind(s);
 	/* A peer that does not read gets a short grace, then the socket closes. */
@@ -316,16 +338,21 @@ void session_close(struct session *s, const char *why)
 
 	if (session_dead(s))
 		return;
+	/* XEP-0198: a resumable session outlives its connection (sm.c). */
+	if (s->sm && sm_close(s))
+		return;
 	if (why)
 		log_debug("session %u closed: %s", s->slot, why);
 	c2s_unbind(s);
 	wheel_del(&w->wheel, &s->timer);
-	net_close(w->loop, s->conn);
+	if (!sm_detached(s)) {
+		net_close(w->loop, s->conn);
+		stat_sub(&w->st.connections, 1);
+	}
 	s->conn.id = 0;    /* dead: freed at the end of the iteration */
 	s->state = SS_CLOSING;
 	s->dead_next = w->dead;
 	w->dead = s;
-	stat_sub(&w->st.connections, 1);
 }
 
 static void session_free(struct session *s)
@@ -338,6 +365,8 @@ static void session_free(struct session *s)
 		w->srv->hooks->auth.end(s->auth_state);
 		mem_free(s->auth_state);
 	}
+	im_sess_free(s);
+	sm_free(s);
 	sbuf_free(&s->in);
 	sbuf_free(&s->out);
 	sbuf_free(&s->pout);
@@ -392,7 +421,7 @@ static void session_tls_input(struct session *s, const uint8_t *p, size_t n)
 		switch (st) {
 		case TLS_OK:
 			c2s_input(s, w->plain, got);
-			if (session_dead(s))
+			if (session_dead(s) || sm_detached(s))
 				return;
 			continue;
 		case TLS_WANT_WRITE:
@@ -416,7 +445,7 @@ static void session_readable(struct session *s)
 	struct worker *w = s->w;
 	size_t budget = READ_BUDGET;
 
-	while (!session_dead(s) && s->state != SS_CLOSING) {
+	while (!session_dead(s) && !sm_detached(s) && s->state != SS_CLOSING) {
 		ssize_t n = net_recv(w->loop, s->conn, w->rx, RX_CAP);
 		if (n == -EAGAIN)
 			return;
@@ -424,7 +453,7 @@ static void session_readable(struct session *s)
 			s->flags |= SF_EOF;
 			if (s->tls)
 				session_tls_input(s, w->rx, 0);
-			if (!session_dead(s))
+			if (!session_dead(s) && !sm_detached(s))
 				c2s_eof(s);
 			return;
 		}
@@ -446,7 +475,7 @@ static void session_readable(struct session *s)
 		budget -= (size_t)n;
 	}
 	/* Closing: what the client still sends is not read any more. */
-	if (!session_dead(s))
+	if (!session_dead(s) && !sm_detached(s))
 		net_read_enable(w->loop, s->conn, false);
 }
 
@@ -549,6 +578,64 @@ static void rings_flush(struct worker *w)
 	}
 }
 
+/* IM records (router/im.h). */
+static void rings_dispatch(struct worker *w, const struct ring_rec *rec)
+{
+	struct session *s = worker_session(w, rec->arg);
+
+	if (!s)
+		return;
+	switch (rec->type) {
+	case MSG_IM_EV:
+		if (s->im)
+			im_event(s, rec->flags & ~RECF_MORE, rec->data, rec->len);
+		break;
+	case MSG_TO_SESSION: {
+		struct iovec iov = { (void *)rec->data, rec->len };
+		if (s->state == SS_CLOSING)
+			break;
+		if (s->im) {
+			/* After the bind result if that still waits; no rules
+			 * apply to the server's own answers. */
+			struct im_peer p = { K_IQ, T_RESULT, NULL, 0, NULL, 0, NULL };
+			im_deliver(s, &iov, 1, &p);
+		} else {
+			session_stanza(s, &iov, 1);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* Append a fragment of a control record to w->ctl_frag (a ring_rec
+ * header first). Returns true when rec was the last fragment: the whole
+ * record is in ctl_frag. The caller steps past rec either way. */
+static bool ctl_fragment(struct worker *w, const struct ring_rec *rec)
+{
+	struct sbuf *b = &w->ctl_frag;
+
+	if (!b->len) {
+		struct ring_rec h = { 0, rec->type, (uint16_t)(rec->flags & ~RECF_MORE), rec->arg };
+		if (!sbuf_reserve(b, sizeof(h) + rec->len)) {
+			log_err("out of memory reassembling a control record: dropped");
+			return false;
+		}
+		memcpy(b->p, &h, sizeof(h));
+		b->len = sizeof(h);
+	}
+	if (!sbuf_reserve(b, rec->len)) {
+		log_err("out of memory reassembling a control record: dropped");
+		sbuf_drop(b, b->len);
+		return false;
+	}
+	memcpy(b->p + b->len, rec->data, rec->len);
+	b->len += rec->len;
+	((struct ring_rec *)b->p)->len = b->len - (uint32_t)sizeof(struct ring_rec);
+	return !(rec->flags & RECF_MORE);
+}
+
 static void rings_drain(struct worker *w)
 {
 	struct server *srv = w->srv;
@@ -562,6 +649,20 @@ static void rings_drain(struct worker *w)
 			continue;
 		while ((rec = ring_sc_peek(r)) != NULL) {
 			struct session *s;
+			if (from == srv->nworkers && ((rec->flags & RECF_MORE) || w->ctl_frag.len)) {
+				/* A control record in fragments: collect, then handle
+				 * the whole as one record. */
+				if (ctl_fragment(w, rec)) {
+					rings_dispatch(w, (const struct ring_rec *)w->ctl_frag.p);
+					sbuf_drop(&w->ctl_frag, w->ctl_frag.len);
+				}
+				ring_sc_next(r, rec);
+				if (++n == 64) {
+					ring_sc_release(r);
+					n = 0;
+				}
+				continue;
+			}
 			switch (rec->type) {
 			case MSG_STANZA:
 				deliver_record(w, rec);
@@ -583,6 +684,13 @@ static void rings_drain(struct worker *w)
 				break;
 			case MSG_SHUTDOWN:
 				atomic_store_explicit(&w->stop, true, memory_order_relaxed);
+				break;
+			case MSG_SM_RESUME:
+			case MSG_SM_MOVE:
+				sm_record(w, rec);
+				break;
+			default:
+				rings_dispatch(w, rec);
 				break;
 			}
 			ring_sc_next(r, rec);
@@ -610,7 +718,7 @@ struct session *router_session_open(struct worker *w, struct net_conn conn, cons
 
 void router_session_bytes(struct session *s, const uint8_t *p, size_t n)
 {
-	if (session_dead(s))
+	if (session_dead(s) || sm_detached(s))
 		return;
 	if (s->tls) {
 		session_tls_input(s, p, n);
@@ -619,6 +727,20 @@ void router_session_bytes(struct session *s, const uint8_t *p, size_t n)
 		if (used < n && !session_dead(s) && s->tls)
 			session_tls_input(s, p + used, n - used);
 	}
+}
+
+struct session *session_new_detached(struct worker *w, const struct net_addr *peer)
+{
+	struct net_addr none = { 0 };
+	struct session *s = session_new(w, (struct net_conn){ SM_CONN_DETACHED }, peer ? peer : &none, 0);
+
+	if (s) {
+		/* Not a connection: session_new counted one. */
+		stat_sub(&w->st.connections, 1);
+		stat_sub(&w->st.accepted, 1);
+		s->state = SS_OPEN;
+	}
+	return s;
 }
 
 static void accept_one(struct worker *w, const struct net_event *ev)
@@ -795,7 +917,13 @@ static int worker_setup(struct server *srv, struct worker *w, unsigned id, char 
 
 	w->id = id;
 	w->srv = srv;
-	w->loop = net_loop_new(NULL, id, 1024);
+	/* The transport by name (kernel, dpdk): nothing else here knows which. */
+	const struct net_ops *ops = net_backend(srv->cfg.transport);
+	if (!ops) {
+		snprintf(err, errlen, "transport \"%s\" is not in this build", srv->cfg.transport);
+		return -1;
+	}
+	w->loop = net_loop_new(ops, id, 1024);
 	if (!w->loop) {
 		snprintf(err, errlen, "worker %u: cannot create its event loop: %s", id, strerror(errno));
 		return -1;
@@ -976,8 +1104,10 @@ void server_free(struct server *srv)
 		free(w->tok);
 		free(w->ns);
 		free(w->scope);
+		sbuf_drop(&w->ctl_frag, w->ctl_frag.len);
 	}
 	free(srv->workers);
+	free(srv->ctl);
 	sbuf_pool_drain();   /* a test thread that drove sessions itself */
 	free(srv->rings);
 	free(srv->ring_mem);
@@ -1032,6 +1162,236 @@ int server_ctl_fd(struct server *srv)
 	return srv->ctl_efd;
 }
 
+/* ---- the control thread's side of IM (struct im_out) ---------------------- */
+
+/* The control thread's own state for im_out: a view to read the stanzas it
+ * routes, and the table it hands the hook. */
+struct ctl_state {
+	struct im_out out;
+	struct xml_view view;
+	struct xml_token *tok;
+	struct xml_ns *ns;
+	uint16_t *scope;
+	struct jid to;
+	char jid[JID_MAX + 1];
+	bool *pending;                 /* per worker: records reserved, not yet published */
+};
+
+/* Post one record to worker wk from the control thread, in fragments when
+ * it is larger than a ring record (RECF_MORE). The control thread is the
+ * only producer of its rings: when one is full it publishes, wakes the
+ * worker and waits (workers never block, so the wait ends). */
+static void ctl_post(struct server *srv, unsigned wk, uint16_t type, uint16_t flags, uint64_t arg,
+		     const struct iovec *iov, int iovcnt)
+{
+	struct ring *out = ring_at(srv, srv->nworkers, wk);
+	size_t max = ring_max_record(out), total = 0;
+	int i = 0;
+	size_t ioff = 0;
+
+	for (int k = 0; k < iovcnt; k++)
+		total += iov[k].iov_len;
+	do {
+		size_t n = total < max ? total : max;
+		uint16_t f = (uint16_t)(flags | (total > n ? RECF_MORE : 0));
+		uint8_t *d;
+		while (!(d = ring_sp_reserve(out, type, f, arg, (uint32_t)n))) {
+			if (ring_sp_publish(out))
+				net_wake(srv->workers[wk].loop);
+			sched_yield();
+		}
+		for (size_t left = n; left;) {
+			size_t c = iov[i].iov_len - ioff;
+			if (c > left)
+				c = left;
+			memcpy(d, (const uint8_t *)iov[i].iov_base + ioff, c);
+			d += c;
+			left -= c;
+			ioff += c;
+			if (ioff == iov[i].iov_len) {
+				i++;
+				ioff = 0;
+			}
+		}
+		total -= n;
+	} while (total);
+	srv->ctl->pending[wk] = true;
+}
+
+static void ctl_publish(struct server *srv)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		if (!srv->ctl->pending[i])
+			continue;
+		srv->ctl->pending[i] = false;
+		if (ring_sp_publish(ring_at(srv, srv->nworkers, i)))
+			net_wake(srv->workers[i].loop);
+	}
+}
+
+static void im_out_to_session(void *arg, uint64_t handle, const void *stanza, size_t len)
+{
+	struct server *srv = arg;
+	struct iovec iov = { (void *)stanza, len };
+
+	if (handle && handle_worker(handle) < srv->nworkers)
+		ctl_post(srv, handle_worker(handle), MSG_TO_SESSION, 0, handle, &iov, 1);
+}
+
+static void im_out_event(void *arg, uint64_t handle, unsigned ev, const void *payload, size_t len)
+{
+	struct server *srv = arg;
+	struct iovec iov = { (void *)payload, len };
+
+	if (handle && handle_worker(handle) < srv->nworkers)
+		ctl_post(srv, handle_worker(handle), MSG_IM_EV, (uint16_t)ev, handle, &iov, 1);
+}
+
+/* The handles of a bare JID's sessions that `how` picks (0: every bound
+ * one), copied out of the snapshot. */
+static unsigned ctl_handles(struct server *srv, const char *bare, size_t len, int how, bool nonneg, uint64_t *out)
+{
+	const struct route_snap *snap = len && len <= ROUTE_BARE_MAX ? route_lookup(srv->routes, bare, len) : NULL;
+	unsigned n = 0;
+
+	if (!snap)
+		return 0;
+	for (unsigned i = 0; i < snap->nres && n < ROUTE_MAX_RESOURCES; i++) {
+		const struct route_res *r = &snap->res[i];
+		if (how && !route_picks(snap, r, (enum route_pick)how))
+			continue;
+		if (nonneg && r->priority < 0)
+			continue;
+		out[n++] = r->handle;
+	}
+	return n;
+}
+
+static unsigned im_out_user_event(void *arg, const char *bare, size_t bare_len, unsigned ev, const void *payload,
+				  size_t len)
+{
+	struct server *srv = arg;
+	uint64_t h[ROUTE_MAX_RESOURCES];
+	unsigned n = ctl_handles(srv, bare, bare_len, 0, false, h);
+
+	for (unsigned i = 0; i < n; i++)
+		im_out_event(srv, h[i], ev, payload, len);
+	return n;
+}
+
+static unsigned im_out_available(void *arg, const char *bare, size_t bare_len, bool nonneg)
+{
+	struct server *srv = arg;
+	uint64_t h[ROUTE_MAX_RESOURCES];
+
+	return ctl_handles(srv, bare, bare_len, ROUTE_PICK_ALL, nonneg, h);
+}
+
+/* As a worker delivers from a local sender (RFC 6120 10, RFC 6121 8.5),
+ * without errors: the caller decides what a 0 means. */
+static unsigned im_out_route(void *arg, const void *stanza, size_t len)
+{
+	struct server *srv = arg;
+	struct ctl_state *c = srv->ctl;
+	struct xml_view *v = &c->view;
+	uint64_t h[ROUTE_MAX_RESOURCES];
+	unsigned n = 0;
+	char tb[16];
+
+	if (xml_view_build(v, NULL, stanza, len) || v->info.to == XML_NO_TOK || v->tok[v->info.to].b > JID_MAX)
+		return 0;
+	struct xml_slice tv = xml_tok_value(v, v->info.to, c->jid);
+	if (jid_parse(&c->to, tv.ptr, tv.len, 0) != JID_OK || c->to.local_len == 0)
+		return 0;
+	struct xml_slice name = xml_tok_local(v, 0);
+	bool msg = xml_slice_eq(name, "message"), pres = xml_slice_eq(name, "presence");
+	struct xml_slice type = { "", 0 };
+	if (v->info.type != XML_NO_TOK && v->tok[v->info.type].b < sizeof(tb))
+		type = xml_tok_value(v, v->info.type, tb);
+	bool headline = xml_slice_eq(type, "headline"), groupchat = xml_slice_eq(type, "groupchat");
+	bool fallback = msg && !groupchat && !xml_slice_eq(type, "error");
+	struct jid_slice bare = jid_bare(&c->to);
+	const struct route_snap *snap = route_lookup(srv->routes, bare.ptr, bare.len);
+	if (!snap)
+		return 0;
+	if (c->to.resource_len) {
+		struct jid_slice res = jid_resource(&c->to);
+		const struct route_res *r = route_find(snap, res.ptr, res.len);
+		if (r)
+			h[n++] = r->handle;
+		else if (!fallback)
+			return 0;
+	}
+	if (!n) {
+		if (msg && !groupchat)
+			n = ctl_handles(srv, bare.ptr, bare.len, headline ? ROUTE_PICK_AVAILABLE : ROUTE_PICK_BEST,
+					false, h);
+		else if (pres)
+			n = ctl_handles(srv, bare.ptr, bare.len, ROUTE_PICK_ALL, false, h);
+	}
+	struct iovec iov = { (void *)stanza, len };
+	for (unsigned i = 0; i < n; i++)
+		ctl_post(srv, handle_worker(h[i]), MSG_STANZA, fallback ? MSGF_BARE_FALLBACK : 0, h[i], &iov, 1);
+	return n;
+}
+
+static size_t im_out_kick(void *arg, const char *jid, size_t len, const char *condition)
+{
+	return server_kick(arg, jid, len, condition);
+}
+
+/* Lazily, on the control thread: the state im.serve needs. */
+static struct ctl_state *ctl_state(struct server *srv)
+{
+	if (srv->ctl)
+		return srv->ctl;
+	uint32_t toks = xml_view_storage_tokens(&srv->cfg.xml);
+	uint16_t nscap = (uint16_t)(2 + XML_NSCTX_MAX + srv->cfg.xml.max_ns + 8);
+	struct ctl_state *c = calloc(1, sizeof(*c) + (size_t)toks * sizeof(struct xml_token) +
+					    (size_t)nscap * (sizeof(struct xml_ns) + sizeof(uint16_t)) +
+					    srv->nworkers * sizeof(bool) + 16);
+	if (!c)
+		return NULL;
+	c->tok = (struct xml_token *)(c + 1);
+	c->ns = (struct xml_ns *)(c->tok + toks);
+	c->scope = (uint16_t *)(c->ns + nscap);
+	c->pending = (bool *)(c->scope + nscap);
+	xml_view_init(&c->view, &srv->cfg.xml, c->tok, toks, c->ns, nscap, c->scope, nscap);
+	c->out.srv = srv;
+	c->out.to_session = im_out_to_session;
+	c->out.route = im_out_route;
+	c->out.event = im_out_event;
+	c->out.user_event = im_out_user_event;
+	c->out.available = im_out_available;
+	c->out.kick = im_out_kick;
+	srv->ctl = c;
+	return c;
+}
+
+/* One MSG_IM_REQ: the header, the JID (given to the hook NUL-terminated),
+ * the stanza. */
+static void ctl_im_request(struct server *srv, const struct ring_rec *rec)
+{
+	struct ctl_state *c = ctl_state(srv);
+	struct im_req hdr;
+
+	if (!c || rec->len < sizeof(hdr))
+		return;
+	memcpy(&hdr, rec->data, sizeof(hdr));
+	if (sizeof(hdr) + (size_t)hdr.jid_len + hdr.len > rec->len || hdr.jid_len > JID_MAX) {
+		log_err("malformed IM request dropped");
+		return;
+	}
+	char *jid = malloc((size_t)hdr.jid_len + 1);
+	if (!jid)
+		return;
+	memcpy(jid, rec->data + sizeof(hdr), hdr.jid_len);
+	jid[hdr.jid_len] = '\0';
+	srv->hooks->im.serve(srv->hooks->im.arg, rec->arg, &hdr, jid,
+			     (const char *)rec->data + sizeof(hdr) + hdr.jid_len, &c->out);
+	free(jid);
+}
+
 size_t server_ctl_process(struct server *srv)
 {
 	unsigned n = srv->nworkers;
@@ -1066,12 +1426,17 @@ size_t server_ctl_process(struct server *srv)
 				memcpy(d, ans, alen);
 				posted = true;
 				served++;
+			} else if (rec->type == MSG_IM_REQ && srv->hooks->im.serve) {
+				ctl_im_request(srv, rec);
+				served++;
 			}
 			ring_sc_next(in, rec);
 		}
 		ring_sc_release(in);
 		if (posted && ring_sp_publish(out))
 			net_wake(srv->workers[i].loop);
+		if (srv->ctl)
+			ctl_publish(srv);
 	}
 	free(ans);
 	route_thread_quiescent();

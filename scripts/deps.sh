@@ -28,6 +28,7 @@ test_pkgs=(
   gnuplot-nox                                   # bench/compare.py plots (its integration test)
   python3
   python3-slixmpp libstrophe-dev                # integration tests: real XMPP clients
+  iproute2 ethtool                              # tests/dpdk: network namespaces, veth, tc; offloads off
 )
 
 bench_pkgs=(
@@ -52,10 +53,33 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The second XMPP client library of the integration tests, @xmpp/client
+# (tests/integration/js), runs on Node.js. This project's machine image
+# ships node 20 and npm (NodeSource's nodejs package, which contains npm),
+# so they are checked by command, not by Debian package name: Debian's own
+# npm package conflicts with that nodejs. Only where node is missing are
+# Debian's nodejs and npm installed (Debian 12's node 18 is older than
+# @xmpp/client 0.14.0 needs; the tests that use it then skip and say so).
+if [ "$mode" != "--run" ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -ne 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# @xmpp/client and its dependencies at the versions package-lock.json pins
+# (2 MB, 35 packages), only when they are not installed already.
+if [ "$mode" != "--run" ]; then
+  js="$(dirname "$0")/../tests/integration/js"
+  if [ ! -f "$js/node_modules/@xmpp/client/package.json" ] ||
+     [ "$js/package-lock.json" -nt "$js/node_modules/.package-lock.json" ]; then
+    (cd "$js" && npm ci --no-audit --no-fund --loglevel=error) ||
+      echo "deps.sh: npm ci in tests/integration/js failed: the @xmpp/client tests will skip" >&2
+  fi
+fi

@@ -27,7 +27,7 @@ cd "$root"
 
 build=build-fuzz
 out=$build/fuzz-out
-targets=${FUZZ_TARGETS:-"fuzz_xml fuzz_utf8 fuzz_jid"}
+targets=${FUZZ_TARGETS:-"fuzz_xml fuzz_utf8 fuzz_jid fuzz_tcp"}
 timeout_per_input=${FUZZ_TIMEOUT:-20}
 
 if [ ! -f "$build/build.ninja" ]; then
@@ -77,6 +77,7 @@ seeds_for() {
 	local d
 	case $1 in
 		fuzz_jid) dirs=("$jid_seeds") ;;
+		fuzz_tcp) dirs=() ;;   # scripts of steps, not text: starts from nothing
 		*) dirs=(tests/corpus/xeps tests/corpus/valid tests/corpus/bad) ;;
 	esac
 	dirs+=(tests/corpus/regress)

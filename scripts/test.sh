@@ -5,7 +5,9 @@
 #                  differential test against libexpat
 #   2. build-asan/ the same suites under ASan + UBSan
 #   3. build-tsan/ the concurrent parts (routing table, rings) under TSan
-#   4. build-fuzz/ libFuzzer targets, each run for FUZZ_SECONDS (default 20)
+#   4. dpdk        the DPDK transport on a network-namespace rig
+#                  (tests/dpdk/run.sh; as root with DPDK, else skipped)
+#   5. build-fuzz/ libFuzzer targets, each run for FUZZ_SECONDS (default 20)
 #
 # Ends with one line "N passed, N failed" counting every test of every
 # stage (a fuzz target counts as one test), and exits non-zero on any
@@ -62,6 +64,20 @@ stage() {
 stage build "--suite unit --suite diff --suite integration"
 stage build-asan "--suite unit --suite diff --suite integration" -Dsanitizers=address,undefined -Dbenchmarks=false
 stage build-tsan "route ring" -Dsanitizers=thread -Dbenchmarks=false
+
+# The DPDK transport on the netns rig (tests/dpdk/run.sh): root and a build/
+# with DPDK; otherwise it says why it skipped and counts nothing.
+echo "=== dpdk: tests/dpdk/run.sh build"
+dpdk_out=$(mktemp)
+tests/dpdk/run.sh build 2>&1 | tee "$dpdk_out"
+read -r dp df < <(sed -n 's/^dpdk: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$dpdk_out" | tail -1)
+if [ -n "${dp:-}" ]; then
+	passed=$((passed + dp)); failed=$((failed + df))
+	[ "$df" -eq 0 ] || failures+=("dpdk: $df failed")
+elif ! grep -q '^dpdk: skipped' "$dpdk_out"; then
+	failed=$((failed + 1)); failures+=("dpdk: no result line")
+fi
+rm -f "$dpdk_out"
 
 echo "=== fuzz: ${FUZZ_SECONDS:-20} s per target"
 fuzz_out=$(mktemp)

@@ -426,6 +426,225 @@ static void test_reset(void **state)
 	pair_close(&p);
 }
 
+/* ---- active open (net_connect) ----------------------------------------- */
+
+static char tag_client, tag_server;
+
+/* One loop connects to its own listener: ACCEPTED on one side, CONNECTED
+ * on the other, bytes both ways, the source address the client asked
+ * for, and EOF when the server closes. */
+static void connect_echo(const char *listen_addr, const char *from_addr)
+{
+	struct net_loop *l;
+	struct net_event ev[MAXEV];
+	struct net_addr to, from;
+	struct net_conn cc = { 0 }, sc = { 0 };
+	bool accepted = false, connected = false;
+	char buf[64];
+	uint64_t end;
+	int li, before = count_fds();
+
+	l = net_loop_new(NULL, 0, 0);
+	assert_non_null(l);
+	li = net_listen(l, listen_addr, 16);
+	assert_true(li >= 0);
+	assert_int_equal(net_addr_parse(listen_addr, &to), 0);
+	to.port = (uint16_t)net_listener_port(l, li);
+	if (from_addr)
+		assert_int_equal(net_addr_parse(from_addr, &from), 0);
+	assert_int_equal(net_connect(l, &to, from_addr ? &from : NULL, &tag_client, &cc), 0);
+
+	end = net_now_ms() + DEADLINE_MS;
+	while ((!accepted || !connected) && net_now_ms() < end) {
+		int n = net_poll(l, ev, MAXEV, 50);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == NET_EV_ACCEPTED) {
+				assert_false(accepted);
+				accepted = true;
+				sc = ev[i].conn;
+				assert_int_equal(ev[i].peer.family, to.family);
+				if (from_addr)
+					assert_memory_equal(ev[i].peer.addr, from.addr, 16);
+				assert_int_equal(net_attach(l, sc, &tag_server), 0);
+			} else if (ev[i].type == NET_EV_CONNECTED) {
+				assert_false(connected);
+				connected = true;
+				assert_ptr_equal(ev[i].udata, &tag_client);
+				assert_true(net_conn_eq(ev[i].conn, cc));
+			} else {
+				/* nothing else before either side said a word */
+				assert_int_equal(ev[i].type, NET_EV_NONE);
+			}
+		}
+	}
+	assert_true(accepted);
+	assert_true(connected);
+	assert_false(net_conn_eq(cc, sc));
+
+	struct iovec q = { "ping", 4 }, a = { "pong!", 5 };
+	struct net_event e;
+	assert_int_equal(net_sendv(l, cc, &q, 1), 4);
+	assert_true(wait_event(l, NET_EV_READABLE, &tag_server, &e));
+	assert_int_equal(net_recv(l, sc, buf, sizeof(buf)), 4);
+	assert_memory_equal(buf, "ping", 4);
+	assert_int_equal(net_sendv(l, sc, &a, 1), 5);
+	assert_true(wait_event(l, NET_EV_READABLE, &tag_client, &e));
+	assert_true(net_conn_eq(e.conn, cc));
+	assert_int_equal(net_recv(l, cc, buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "pong!", 5);
+
+	net_close(l, sc);
+	assert_true(wait_event(l, NET_EV_READABLE, &tag_client, &e));
+	assert_int_equal(net_recv(l, cc, buf, sizeof(buf)), 0);
+	net_close(l, cc);
+	net_loop_free(l);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_connect_echo(void **state)
+{
+	(void)state;
+	connect_echo("127.0.0.1:0", NULL);
+}
+
+static void test_connect_ipv6(void **state)
+{
+	(void)state;
+	connect_echo("[::1]:0", NULL);
+}
+
+/* A source address with port 0 (how stanza-bench spreads connections over
+ * 127.0.0.0/8): the listener sees that address. */
+static void test_connect_from(void **state)
+{
+	(void)state;
+	connect_echo("127.0.0.1:0", "127.3.2.1:0");
+}
+
+/* A port nobody listens on: no CONNECTED, a READABLE whose recv says why,
+ * and closing it leaks nothing. */
+static void test_connect_refused(void **state)
+{
+	struct net_loop *l;
+	struct net_event ev[MAXEV], e;
+	struct net_addr to;
+	struct net_conn c;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sin);
+	char buf[8];
+	int fd, before;
+
+	(void)state;
+	/* a free port: bound, never listened on, closed */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	close(fd);
+
+	before = count_fds();
+	l = net_loop_new(NULL, 0, 0);
+	assert_non_null(l);
+	assert_int_equal(net_addr_parse("127.0.0.1:1", &to), 0);
+	to.port = ntohs(sin.sin_port);
+	assert_int_equal(net_connect(l, &to, NULL, &tag_client, &c), 0);
+	assert_true(wait_event(l, NET_EV_READABLE, &tag_client, &e));
+	assert_true(net_conn_eq(e.conn, c));
+	assert_int_equal(net_recv(l, c, buf, sizeof(buf)), -ECONNREFUSED);
+	net_close(l, c);
+	/* and nothing more for it */
+	int n = net_poll(l, ev, MAXEV, 20);
+	assert_int_equal(n, 0);
+	net_loop_free(l);
+	assert_int_equal(count_fds(), before);
+}
+
+/* A server that writes and closes at once: CONNECTED comes before the
+ * READABLE that carries the bytes and the EOF. */
+static void test_connect_then_data_and_eof(void **state)
+{
+	struct net_loop *l;
+	struct net_event ev[MAXEV];
+	struct net_addr to;
+	struct net_conn c;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sin);
+	char buf[16];
+	int lfd, afd, got_connected = 0, got = 0, eof = 0;
+	uint64_t end;
+
+	(void)state;
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+
+	l = net_loop_new(NULL, 0, 0);
+	assert_non_null(l);
+	assert_int_equal(net_addr_parse("127.0.0.1:1", &to), 0);
+	to.port = ntohs(sin.sin_port);
+	assert_int_equal(net_connect(l, &to, NULL, &tag_client, &c), 0);
+	afd = accept(lfd, NULL, NULL);   /* the handshake is done in the kernel */
+	assert_true(afd >= 0);
+	assert_int_equal(write(afd, "hello", 5), 5);
+	close(afd);
+
+	end = net_now_ms() + DEADLINE_MS;
+	while (!eof && net_now_ms() < end) {
+		int n = net_poll(l, ev, MAXEV, 50);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type == NET_EV_CONNECTED) {
+				assert_int_equal(got_connected, 0);
+				got_connected = 1;
+				continue;
+			}
+			if (ev[i].type != NET_EV_READABLE)
+				continue;
+			assert_int_equal(got_connected, 1);
+			for (;;) {
+				ssize_t r = net_recv(l, c, buf + got, sizeof(buf) - (size_t)got);
+				if (r > 0) {
+					got += (int)r;
+					continue;
+				}
+				if (r == 0)
+					eof = 1;
+				else
+					assert_int_equal(r, -EAGAIN);
+				break;
+			}
+		}
+	}
+	assert_int_equal(eof, 1);
+	assert_int_equal(got, 5);
+	assert_memory_equal(buf, "hello", 5);
+	net_close(l, c);
+	net_loop_free(l);
+	close(lfd);
+}
+
+static void test_connect_bad_args(void **state)
+{
+	struct net_loop *l;
+	struct net_addr to, from;
+	struct net_conn c;
+
+	(void)state;
+	l = net_loop_new(NULL, 0, 0);
+	assert_non_null(l);
+	assert_int_equal(net_addr_parse("*:5222", &to), 0);
+	assert_int_equal(net_connect(l, &to, NULL, NULL, &c), -EINVAL);
+	assert_int_equal(net_addr_parse("127.0.0.1:5222", &to), 0);
+	assert_int_equal(net_addr_parse("[::1]:0", &from), 0);
+	assert_int_equal(net_connect(l, &to, &from, NULL, &c), -EINVAL);
+	net_loop_free(l);
+}
+
 /* A flooding client gets its budget per iteration, then is reported again
  * without new input; a quiet client on the same loop is served meanwhile. */
 static void test_fair_budget_and_pause(void **state)
@@ -786,6 +1005,12 @@ int main(void)
 		cmocka_unit_test(test_eof_after_short_read),
 		cmocka_unit_test(test_eof_alone),
 		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_connect_echo),
+		cmocka_unit_test(test_connect_ipv6),
+		cmocka_unit_test(test_connect_from),
+		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_connect_then_data_and_eof),
+		cmocka_unit_test(test_connect_bad_args),
 		cmocka_unit_test(test_fair_budget_and_pause),
 		cmocka_unit_test(test_wake),
 		cmocka_unit_test(test_reuseport_two_loops),
