@@ -196,6 +196,7 @@ static int reload(void *arg, char *msg, size_t len)
 	note(restart, sizeof(restart), run->store_map_size != n->store_map_size, "store");
 	note(restart, sizeof(restart), strcmp(run->transport, n->transport) || memcmp(&run->dpdk, &n->dpdk, sizeof(n->dpdk)),
 	     "transport/dpdk");
+	note(restart, sizeof(restart), memcmp(&run->im, &n->im, sizeof(n->im)) != 0, "im");
 
 	/* New certificate paths for the vhosts the router serves; a vhost
 	 * added or removed waits for the restart. */

@@ -5,6 +5,7 @@ authentication) receives <stream:error><system-shutdown/></stream:error> and
 """
 
 import asyncio
+import copy
 import os
 import signal
 import sys
@@ -12,8 +13,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DOMAIN, PASSWORD, Loop, Raw, Server, ServerTestCase, log,  # noqa: E402
-                     make_client, stream_closed, stream_error_condition)
+from harness import (DOMAIN, PASSWORD, TEST_SETTINGS, Loop, Raw, Server, ServerTestCase,  # noqa: E402
+                     libconfig_text, log, make_client, stream_closed, stream_error_condition)
 
 
 class ShutdownTest(ServerTestCase):
@@ -75,6 +76,29 @@ class ShutdownTest(ServerTestCase):
         el = time.monotonic() - t0
         self.assertEqual(rc, 0, 'stanzad exit code %r after SIGTERM' % rc)
         log('stanzad exited 0, %.2f s after SIGTERM' % el)
+
+
+class ReloadTest(ServerTestCase):
+    """SIGHUP / stanzactl reload: what cannot change live is named."""
+
+    def test_reload_names_what_needs_a_restart(self):
+        settings = copy.deepcopy(TEST_SETTINGS)
+        settings['im'] = {'offline_max': 50}
+        srv = Server(settings=settings, workers=1).start()
+        try:
+            rc, out, err = srv.ctl_run('reload')
+            self.assertEqual(rc, 0, out + err)
+            self.assertNotIn('needs a restart', out + err, 'nothing changed, yet: ' + out + err)
+            settings['im'] = {'offline_max': 60}
+            with open(srv.conf, 'w') as f:
+                f.write(libconfig_text(settings))
+            rc, out, err = srv.ctl_run('reload')
+            self.assertEqual(rc, 0, out + err)
+            self.assertRegex(out + err, r'needs a restart to apply: .*\bim\b', out + err)
+            log('reload after an im change: %s' % (out + err).strip())
+        finally:
+            srv.stop()
+            srv.cleanup()
 
 
 if __name__ == '__main__':
