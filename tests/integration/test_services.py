@@ -256,6 +256,29 @@ class ServicesTest(ServerTestCase):
         self.run_with(['alice/blk2'], later)
         log('blocked sender to an offline user: service-unavailable, nothing stored')
 
+    def test_blocking_subscription_request(self):
+        """A subscription request from a blocked JID to a user who is
+        offline is dropped (XEP-0191 3.3: presence from a blocked entity
+        is not delivered), not kept and handed over at the next login."""
+        async def block(k):
+            await k['xep_0191'].block(['harry@' + DOMAIN], timeout=5)
+        self.run_with(['kate/blk'], block)
+
+        async def ask(h):
+            h.send_presence(pto='kate@' + DOMAIN, ptype='subscribe')
+            await asyncio.sleep(0.5)
+        self.run_with(['harry/ask'], ask)
+
+        async def later(k):
+            asked = []
+            k.add_event_handler('presence_subscribe', lambda p: asked.append(str(p['from'])))
+            k.send_presence()
+            await asyncio.sleep(1.0)
+            assert not asked, 'a blocked subscription request was kept and delivered: %r' % asked
+            await k['xep_0191'].unblock([], timeout=5)
+        self.run_with(['kate/later'], later)
+        log('subscription request from a blocked JID to an offline user: dropped')
+
     # -- XEP-0016 ----------------------------------------------------------------
     def test_privacy_lists(self):
         """A privacy list with a roster group item, made the session's
