@@ -64,7 +64,7 @@ static struct rte_mbuf *arp_packet(struct dp_loop *l, uint16_t op, const struct 
 	struct rte_arp_hdr *a;
 
 	if (!m) {
-		l->st.drop_nombuf++;
+		st_add(&l->st->drop_nombuf, 1);
 		return NULL;
 	}
 	eth = (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eth) + sizeof(*a));
@@ -91,7 +91,7 @@ static void arp_send_request(struct dp_loop *l, uint32_t tip)
 	struct rte_mbuf *m = arp_packet(l, RTE_ARP_OP_REQUEST, &bcast, &zero, tip);
 
 	if (m) {
-		l->st.arp_requests++;
+		st_add(&l->st->arp_requests, 1);
 		dp_tx(l, m);
 	}
 }
@@ -157,14 +157,14 @@ void arp_input(struct dp_loop *l, struct rte_mbuf *m, bool steered, uint64_t now
 	uint16_t op;
 
 	if (!steered) {
-		l->st.arp_rx++;
+		st_add(&l->st->arp_rx, 1);
 		for (uint16_t q = 0; q < dp_port.nq; q++) {
 			if (q == l->q)
 				continue;
 			rte_mbuf_refcnt_update(m, 1);
 			if (rte_ring_mp_enqueue(dp_port.steer[q], m) != 0) {
 				rte_mbuf_refcnt_update(m, -1);
-				l->st.drop_ring_full++;
+				st_add(&l->st->drop_ring_full, 1);
 			} else {
 				dp_kick(q);
 			}
@@ -175,7 +175,7 @@ void arp_input(struct dp_loop *l, struct rte_mbuf *m, bool steered, uint64_t now
 	    a->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
 	    a->arp_hlen != RTE_ETHER_ADDR_LEN || a->arp_plen != 4) {
 		if (!steered)
-			l->st.drop_bad_l4++;
+			st_add(&l->st->drop_bad_l4, 1);
 		rte_pktmbuf_free(m);
 		return;
 	}
@@ -196,7 +196,7 @@ void arp_input(struct dp_loop *l, struct rte_mbuf *m, bool steered, uint64_t now
 		 * new one. */
 		struct rte_mbuf *r = arp_packet(l, RTE_ARP_OP_REPLY, &a->arp_data.arp_sha, &a->arp_data.arp_sha, sip);
 		if (r) {
-			l->st.arp_replies++;
+			st_add(&l->st->arp_replies, 1);
 			dp_tx(l, r);
 		}
 	}
@@ -219,7 +219,7 @@ const struct rte_ether_addr *arp_resolve(struct dp_loop *l, uint32_t nh, struct 
 		e->asked = now ? now : 1;
 	if (m) {
 		if (t->nwait == ARP_WAIT_MAX) {
-			l->st.drop_arp_queue++;
+			st_add(&l->st->drop_arp_queue, 1);
 			rte_pktmbuf_free(m);
 		} else {
 			t->wait[t->nwait++] = (struct arp_wait){ .m = m, .nh = nh, .since = now };
@@ -236,7 +236,7 @@ void arp_tick(struct dp_loop *l, uint64_t now)
 	for (uint32_t i = 0; i < t->nwait; i++) {
 		struct arp_wait *w = &t->wait[i];
 		if (now >= w->since + ARP_WAIT_MS) {
-			l->st.drop_arp_queue++;
+			st_add(&l->st->drop_arp_queue, 1);
 			rte_pktmbuf_free(w->m);
 			continue;
 		}

@@ -17,7 +17,7 @@ struct net_dpdk_conf {
 	char port[NET_DPDK_PORT_MAX];  /* the port: a name the EAL probed ("0000:01:00.0",
 					* "net_af_packet0") or devargs to probe ("net_memif0,role=client") */
 	uint8_t ip[4];                 /* our IPv4 address, network order */
-	uint8_t prefix;                /* on-link prefix length, 1..32 */
+	uint8_t prefix;                /* on-link prefix length, 1..32; 0: every address is on link */
 	uint8_t has_gateway;
 	uint8_t has_mac;
 	uint8_t pad;
@@ -26,7 +26,7 @@ struct net_dpdk_conf {
 	uint16_t pad2;
 	uint32_t idle_sleep_us;        /* longest nap of an idle worker; 0: spin (isolated cores) */
 	uint32_t mbufs;                /* per worker; 0: a default */
-	uint32_t arp_timeout_s;        /* ARP cache entry lifetime */
+	uint32_t arp_timeout_s;        /* ARP cache entry lifetime; 0: 300 s */
 };
 
 /* Counters of the whole port, summed over workers (net_dpdk_stats). Each

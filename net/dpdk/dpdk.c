@@ -196,6 +196,7 @@ static struct net_loop *dpdk_loop_new(unsigned worker, uint32_t conn_hint)
 	l->base.worker = worker;
 	l->q = (uint16_t)worker;
 	l->pool = dp_port.pool[worker];
+	l->st = &dp_port.stats[worker].s;
 	l->free_head = UINT32_MAX;
 	l->cap = conn_hint ? conn_hint : DP_HINT_DEFAULT;
 	l->evfd = -1;
@@ -213,7 +214,11 @@ static struct net_loop *dpdk_loop_new(unsigned worker, uint32_t conn_hint)
 	tc.port_ok = dp_port_ok;
 	tc.ctx = l;
 	tc.max_conns = conn_hint > DP_CONNS_DEFAULT ? conn_hint : DP_CONNS_DEFAULT;
+	/* A segment goes out in one mbuf: Ethernet, IPv4, TCP with options
+	 * and the payload within its data room (no jumbo frames yet). */
 	tc.mss = (uint16_t)(dp_port.mtu - 40);
+	if (tc.mss > RTE_MBUF_DEFAULT_DATAROOM - 14 - 20 - 60)
+		tc.mss = RTE_MBUF_DEFAULT_DATAROOM - 14 - 20 - 60;
 	tc.csum = dp_port.tx_csum ? TCP_CSUM_PSEUDO : TCP_CSUM_FULL;
 	l->tick = net_now_ms();
 	l->tcp = tcp_stack_new(&tc, l->tick);
@@ -250,8 +255,7 @@ static void dpdk_loop_free(struct net_loop *loop)
 	}
 	if (dp_port.loop[l->q] == l) {
 		dp_port.loop[l->q] = NULL;
-		l->st.conns = 0;
-		dp_stats_retire(&l->st);
+		__atomic_store_n(&l->st->conns, 0, __ATOMIC_RELAXED);
 	}
 	if (l->tcp)
 		tcp_stack_free(l->tcp);
@@ -328,9 +332,9 @@ static void refresh_stats(struct dp_loop *l)
 {
 	const struct tcp_stats *ts = tcp_stats(l->tcp);
 
-	l->st.conns = ts->conns;
-	l->st.syn_dropped = ts->syn_drops;
-	l->st.syn_cookies = ts->syn_cookies_sent;
+	__atomic_store_n(&l->st->conns, ts->conns, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->st->syn_dropped, ts->syn_drops, __ATOMIC_RELAXED);
+	__atomic_store_n(&l->st->syn_cookies, ts->syn_cookies_sent, __ATOMIC_RELAXED);
 }
 
 /* One pass of packet work; returns how many packets it handled. */
@@ -371,7 +375,7 @@ static void on_accept(struct dp_loop *l, const struct tcp_event *t, struct net_e
 		return;
 	}
 	tcp_set_udata(l->tcp, t->conn, (void *)(uintptr_t)(slot + 1));
-	l->st.accepted++;
+	st_add(&l->st->accepted, 1);
 	memset(e, 0, sizeof(*e));
 	e->type = NET_EV_ACCEPTED;
 	e->listener = listener_index(l, t->listener);

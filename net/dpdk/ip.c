@@ -36,18 +36,18 @@ void dp_tx_flush(struct dp_loop *l)
 	/* One retry: a full ring usually has room again a moment later. */
 	for (int tries = 0; tries < 2 && sent < l->ntx; tries++)
 		sent += rte_eth_tx_burst(dp_port.id, l->q, l->tx + sent, (uint16_t)(l->ntx - sent));
-	l->st.tx_packets += sent;
+	st_add(&l->st->tx_packets, sent);
 	for (unsigned i = sent; i < l->ntx; i++) {
-		l->st.tx_bytes -= rte_pktmbuf_pkt_len(l->tx[i]);
+		st_add(&l->st->tx_bytes, -(uint64_t)rte_pktmbuf_pkt_len(l->tx[i]));
 		rte_pktmbuf_free(l->tx[i]);
 	}
-	l->st.drop_tx_full += l->ntx - sent;
+	st_add(&l->st->drop_tx_full, l->ntx - sent);
 	l->ntx = 0;
 }
 
 void dp_tx(struct dp_loop *l, struct rte_mbuf *m)
 {
-	l->st.tx_bytes += rte_pktmbuf_pkt_len(m);
+	st_add(&l->st->tx_bytes, rte_pktmbuf_pkt_len(m));
 	l->tx[l->ntx++] = m;
 	if (l->ntx == DP_BURST)
 		dp_tx_flush(l);
@@ -61,7 +61,7 @@ void dp_output(struct dp_loop *l, struct rte_mbuf *m, uint32_t dst, uint64_t now
 
 	if ((dst & dp_port.mask) != (dp_port.ip & dp_port.mask)) {
 		if (!dp_port.gw) {
-			l->st.drop_no_route++;
+			st_add(&l->st->drop_no_route, 1);
 			rte_pktmbuf_free(m);
 			return;
 		}
@@ -97,14 +97,14 @@ int dp_tcp_emit(void *ctx, const struct tcp_seg_out *seg)
 
 	m = rte_pktmbuf_alloc(l->pool);
 	if (!m) {
-		l->st.drop_nombuf++;
+		st_add(&l->st->drop_nombuf, 1);
 		return -ENOBUFS;
 	}
 	p = (uint8_t *)rte_pktmbuf_append(m, (uint16_t)total);
 	if (!p) {
 		/* The stack sends at most our MSS (MTU - 40): always fits. */
 		rte_pktmbuf_free(m);
-		l->st.drop_nombuf++;
+		st_add(&l->st->drop_nombuf, 1);
 		return -EMSGSIZE;
 	}
 	eth = (struct rte_ether_hdr *)p;
@@ -137,7 +137,7 @@ int dp_tcp_emit(void *ctx, const struct tcp_seg_out *seg)
 		ip->hdr_checksum = rte_ipv4_cksum(ip);
 	}
 	if (seg->hdr_len >= 14 && (seg->hdr[13] & RTE_TCP_RST_FLAG))
-		l->st.tcp_rst_tx++;
+		st_add(&l->st->tcp_rst_tx, 1);
 	dp_output(l, m, seg->dst_ip, l->tick);
 	return 0;
 }
@@ -152,7 +152,7 @@ bool dp_port_ok(void *ctx, uint32_t remote_ip, uint16_t remote_port, uint32_t lo
 
 static void drop(struct rte_mbuf *m, uint64_t *counter)
 {
-	(*counter)++;
+	st_add(counter, 1);
 	rte_pktmbuf_free(m);
 }
 
@@ -163,11 +163,11 @@ static void icmp_input(struct dp_loop *l, struct rte_mbuf *m, struct rte_ipv4_hd
 	uint32_t tmp;
 
 	if (len < sizeof(*ic) || !rte_pktmbuf_is_contiguous(m) || rte_raw_cksum(ic, len) != 0xffff) {
-		drop(m, &l->st.drop_bad_l4);
+		drop(m, &l->st->drop_bad_l4);
 		return;
 	}
 	if (ic->icmp_type != RTE_IP_ICMP_ECHO_REQUEST || ic->icmp_code != 0) {
-		drop(m, &l->st.drop_proto);
+		drop(m, &l->st->drop_proto);
 		return;
 	}
 	/* The reply in place, to the MAC it came from. */
@@ -183,7 +183,7 @@ static void icmp_input(struct dp_loop *l, struct rte_mbuf *m, struct rte_ipv4_hd
 	rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
 	rte_ether_addr_copy(&dp_port.mac, &eth->src_addr);
 	m->ol_flags = 0;
-	l->st.icmp_echo++;
+	st_add(&l->st->icmp_echo, 1);
 	dp_tx(l, m);
 }
 
@@ -201,10 +201,10 @@ static bool steer(struct dp_loop *l, struct rte_mbuf *m, const struct rte_ipv4_h
 	if (q == l->q)
 		return false;
 	if (rte_ring_mp_enqueue(dp_port.steer[q], m) != 0) {
-		drop(m, &l->st.drop_ring_full);
+		drop(m, &l->st->drop_ring_full);
 		return true;
 	}
-	l->st.steered++;
+	st_add(&l->st->steered, 1);
 	*kick |= 1ull << q;
 	return true;
 }
@@ -219,24 +219,24 @@ static void tcp_in(struct dp_loop *l, struct rte_mbuf *m, const struct rte_ipv4_
 		l4 = (const uint8_t *)ip + ihl;
 	} else {
 		if (len > sizeof(l->linear)) {
-			drop(m, &l->st.drop_bad_l4);
+			drop(m, &l->st->drop_bad_l4);
 			return;
 		}
 		l4 = rte_pktmbuf_read(m, ETH_LEN + ihl, len, l->linear);
 	}
 	if (!l4 || tcp_seg_split(&seg, l4, len, ip->src_addr, ip->dst_addr) < 0) {
-		drop(m, &l->st.drop_bad_l4);
+		drop(m, &l->st->drop_bad_l4);
 		return;
 	}
 	if (dp_port.rx_csum && ck == RTE_MBUF_F_RX_L4_CKSUM_BAD) {
-		drop(m, &l->st.drop_bad_l4);
+		drop(m, &l->st->drop_bad_l4);
 		return;
 	}
 	if (!(dp_port.rx_csum && ck == RTE_MBUF_F_RX_L4_CKSUM_GOOD) && !tcp_checksum_ok(&seg)) {
-		drop(m, &l->st.drop_bad_l4);
+		drop(m, &l->st->drop_bad_l4);
 		return;
 	}
-	l->st.tcp_rx++;
+	st_add(&l->st->tcp_rx, 1);
 	tcp_input(l->tcp, &seg);
 	rte_pktmbuf_free(m);
 }
@@ -248,7 +248,7 @@ static void ip_input(struct dp_loop *l, struct rte_mbuf *m, bool steered, uint64
 	uint64_t ck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
 
 	if (rte_pktmbuf_data_len(m) < ETH_LEN + sizeof(*ip)) {
-		drop(m, &l->st.drop_bad_ip);
+		drop(m, &l->st->drop_bad_ip);
 		return;
 	}
 	ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, ETH_LEN);
@@ -256,25 +256,25 @@ static void ip_input(struct dp_loop *l, struct rte_mbuf *m, bool steered, uint64
 	tot = rte_be_to_cpu_16(ip->total_length);
 	if ((ip->version_ihl >> 4) != 4 || ihl < sizeof(*ip) || rte_pktmbuf_data_len(m) < ETH_LEN + ihl ||
 	    tot < ihl || tot > avail) {
-		drop(m, &l->st.drop_bad_ip);
+		drop(m, &l->st->drop_bad_ip);
 		return;
 	}
 	if (!steered) {
 		if (dp_port.rx_csum && ck == RTE_MBUF_F_RX_IP_CKSUM_BAD) {
-			drop(m, &l->st.drop_ip_csum);
+			drop(m, &l->st->drop_ip_csum);
 			return;
 		}
 		if (!(dp_port.rx_csum && ck == RTE_MBUF_F_RX_IP_CKSUM_GOOD) && rte_raw_cksum(ip, ihl) != 0xffff) {
-			drop(m, &l->st.drop_ip_csum);
+			drop(m, &l->st->drop_ip_csum);
 			return;
 		}
 	}
 	if (ip->dst_addr != dp_port.ip) {
-		drop(m, &l->st.drop_not_us);
+		drop(m, &l->st->drop_not_us);
 		return;
 	}
 	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) {
-		drop(m, &l->st.drop_fragment);
+		drop(m, &l->st->drop_fragment);
 		return;
 	}
 	if (avail > tot)
@@ -289,7 +289,7 @@ static void ip_input(struct dp_loop *l, struct rte_mbuf *m, bool steered, uint64
 		icmp_input(l, m, ip, ihl, tot - ihl);
 		break;
 	default:
-		drop(m, &l->st.drop_proto);
+		drop(m, &l->st->drop_proto);
 		break;
 	}
 }
@@ -305,11 +305,11 @@ void dp_rx(struct dp_loop *l, struct rte_mbuf **pkts, unsigned n, bool steered, 
 		if (i + 1 < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 		if (!steered) {
-			l->st.rx_packets++;
-			l->st.rx_bytes += rte_pktmbuf_pkt_len(m);
+			st_add(&l->st->rx_packets, 1);
+			st_add(&l->st->rx_bytes, rte_pktmbuf_pkt_len(m));
 		}
 		if (rte_pktmbuf_data_len(m) < ETH_LEN) {
-			drop(m, &l->st.drop_bad_ip);
+			drop(m, &l->st->drop_bad_ip);
 			continue;
 		}
 		eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
@@ -319,13 +319,13 @@ void dp_rx(struct dp_loop *l, struct rte_mbuf **pkts, unsigned n, bool steered, 
 			break;
 		case RTE_ETHER_TYPE_IPV4:
 			if (!steered && !rte_is_same_ether_addr(&eth->dst_addr, &dp_port.mac)) {
-				drop(m, &l->st.drop_not_us);
+				drop(m, &l->st->drop_not_us);
 				break;
 			}
 			ip_input(l, m, steered, &kick);
 			break;
 		default:
-			drop(m, &l->st.drop_not_ip);
+			drop(m, &l->st->drop_not_ip);
 			break;
 		}
 	}

@@ -80,24 +80,15 @@ uint16_t dp_owner(uint32_t src_ip, uint32_t dst_ip, uint16_t sport, uint16_t dpo
 
 void net_dpdk_stats(struct net_dpdk_stats *out)
 {
-	*out = dp_port.retired;
+	memset(out, 0, sizeof(*out));
 	for (unsigned q = 0; q < dp_port.nq; q++) {
-		const struct dp_loop *l = dp_port.loop[q];
-		if (!l)
-			continue;
-		/* Racy by design: each loop writes its own copy with plain
-		 * stores; a reader gets a recent value of each counter. */
-#define ADD(f) out->f += __atomic_load_n(&l->st.f, __ATOMIC_RELAXED);
+		const struct net_dpdk_stats *st = &dp_port.stats[q].s;
+		/* Each loop stores its own counters (relaxed); a reader gets a
+		 * recent value of each, not a snapshot of all. */
+#define ADD(f) out->f += __atomic_load_n(&st->f, __ATOMIC_RELAXED);
 		STAT_FIELDS(ADD)
 #undef ADD
 	}
-}
-
-void dp_stats_retire(const struct net_dpdk_stats *s)
-{
-#define ADD(f) dp_port.retired.f += s->f;
-	STAT_FIELDS(ADD)
-#undef ADD
 }
 
 char *net_dpdk_stats_format(const struct net_dpdk_stats *s, char *buf, size_t len)
@@ -124,11 +115,11 @@ static int telemetry_stats(const char *cmd, const char *params, struct rte_tel_d
 	STAT_FIELDS(TEL)
 #undef TEL
 	for (unsigned q = 0; q < dp_port.nq; q++) {
-		const struct dp_loop *l = dp_port.loop[q];
+		const struct net_dpdk_stats *st = &dp_port.stats[q].s;
 		snprintf(name, sizeof(name), "q%u_rx_packets", q);
-		rte_tel_data_add_dict_u64(d, name, l ? __atomic_load_n(&l->st.rx_packets, __ATOMIC_RELAXED) : 0);
+		rte_tel_data_add_dict_u64(d, name, __atomic_load_n(&st->rx_packets, __ATOMIC_RELAXED));
 		snprintf(name, sizeof(name), "q%u_conns", q);
-		rte_tel_data_add_dict_u64(d, name, l ? __atomic_load_n(&l->st.conns, __ATOMIC_RELAXED) : 0);
+		rte_tel_data_add_dict_u64(d, name, __atomic_load_n(&st->conns, __ATOMIC_RELAXED));
 	}
 	rte_tel_data_add_dict_u64(d, "queues", dp_port.nq);
 	rte_tel_data_add_dict_u64(d, "hw_rss", dp_port.hw_rss);
@@ -352,6 +343,8 @@ int net_dpdk_init(const struct net_dpdk_conf *c, unsigned nqueues, char *err, si
 	if (nqueues == 0 || nqueues > DP_MAX_QUEUES)
 		return failf(err, errlen, -EINVAL, "%u workers: DPDK takes 1 to %u", nqueues, DP_MAX_QUEUES);
 	dp_port.conf = *c;
+	if (dp_port.conf.arp_timeout_s == 0)
+		dp_port.conf.arp_timeout_s = 300;
 	dp_port.nq = (uint16_t)nqueues;
 	memcpy(&dp_port.ip, c->ip, 4);
 	dp_port.mask = c->prefix ? rte_cpu_to_be_32(~0u << (32 - c->prefix)) : 0;

@@ -25,7 +25,7 @@
 #include "net/net-t.h"
 
 #define DP_MAX_QUEUES   64          /* the router's worker limit */
-#define DP_RETA_MAX     512
+#define DP_RETA_MAX     2048        /* ice has 2048 entries, most NICs 128..512 */
 #define DP_BURST        32
 #define DP_STEER_RING   4096        /* mbufs waiting for one loop, from the others */
 #define DP_MBUFS        8192        /* per queue, default */
@@ -50,8 +50,13 @@ struct dp_port {
 	uint16_t reta[DP_RETA_MAX];     /* hash bucket -> queue (the NIC's, or ours) */
 	struct rte_mempool *pool[DP_MAX_QUEUES];
 	struct rte_ring *steer[DP_MAX_QUEUES];
-	struct dp_loop *loop[DP_MAX_QUEUES];   /* live loops, for stats and kicks */
-	struct net_dpdk_stats retired;         /* counters of loops already freed */
+	struct dp_loop *loop[DP_MAX_QUEUES];   /* live loops, for kicks */
+	/* Each loop's counters, outside the loop so that a reader (telemetry,
+	 * another thread) never touches a loop's memory, which loop_free
+	 * releases; one cache line apart. */
+	struct dp_stats {
+		_Alignas(64) struct net_dpdk_stats s;
+	} stats[DP_MAX_QUEUES];
 	struct net_dpdk_conf conf;
 };
 
@@ -61,9 +66,6 @@ extern struct dp_port dp_port;
  * ports host order): the bucket of the symmetric Toeplitz hash in the
  * RETA, so both directions of a flow give the same queue. */
 uint16_t dp_owner(uint32_t src_ip, uint32_t dst_ip, uint16_t sport, uint16_t dport);
-
-/* Add a freed loop's counters to the totals net_dpdk_stats reports. */
-void dp_stats_retire(const struct net_dpdk_stats *s);
 
 /* ---- ARP (arp.c) --------------------------------------------------------- */
 
@@ -135,7 +137,7 @@ struct dp_loop {
 
 	uint64_t tick;                  /* ms of the last timer run */
 	int evfd;
-	struct net_dpdk_stats st;
+	struct net_dpdk_stats *st;       /* &dp_port.stats[q].s */
 	struct arp_table arp;
 	struct tcp_event tev[256];
 	uint8_t linear[16384];          /* a multi-segment packet, made contiguous */
@@ -145,6 +147,14 @@ struct dp_loop {
 	atomic_uint wake_pending;
 	char pad_end[64 - 2 * sizeof(atomic_uint)];
 };
+
+/* A counter of this loop's struct net_dpdk_stats: only the loop writes it,
+ * other threads (telemetry) read it; a relaxed store is a plain store on
+ * x86, and keeps the reads well defined. */
+static inline void st_add(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
+}
 
 /* ip.c: the packet path of one loop. */
 void dp_rx(struct dp_loop *l, struct rte_mbuf **m, unsigned n, bool steered, uint64_t now);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The DPDK stage of scripts/test.sh: tests/dpdk/test_dpdk.py (the netns rig,
-# see rig.py) against BUILD_DIR/cmd/stanzad.
+# see rig.py) against BUILD_DIR/cmd/stanzad, and tests/dpdk/test_memif.py
+# (stanzad and BUILD_DIR/bench/harness/stanza-bench over net_memif, the
+# rig of bench/dpdk/memif.py; it skips itself without the memif driver).
 #
 #   tests/dpdk/run.sh [BUILD_DIR]      default: build
 #
@@ -20,7 +22,7 @@ ip netns list >/dev/null 2>&1 || skip "no network namespaces here"
 
 out=$(mktemp)
 STANZAD="$build/cmd/stanzad" STANZACTL="$build/cmd/stanzactl" \
-	timeout -k 10 "${DPDK_TIMEOUT:-240}" /usr/bin/python3 -m unittest -v tests/dpdk/test_dpdk.py >"$out" 2>&1
+	timeout -k 10 "${DPDK_TIMEOUT:-240}" /usr/bin/python3 -m unittest -v tests/dpdk/test_dpdk.py tests/dpdk/test_memif.py >"$out" 2>&1
 rc=$?
 grep -v 'ResourceWarning\|stringprep\|Task was destroyed\|^task: <Task' "$out"
 ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\} in.*/\1/p' "$out" | tail -1)

@@ -62,10 +62,19 @@ def tearDownModule():
         try:
             st = RIG.stats()
             log('counters at the end: ' + ' '.join('%s=%s' % kv for kv in sorted(st.items()) if kv[1]))
+            # A client still connected at shutdown hears why and sees the
+            # stream close: the transport sends what the router queued
+            # last, after the workers stopped.
+            r = Raw()
+            r.open_stream()
             code = RIG.stop()
+            tail = r.read_to_close(10)
+            r.close()
             text = RIG.log_text()
             assert code == 0, 'stanzad exit %r\n%s' % (code, RIG.log_tail())
             assert 'dpdk: rx_packets' in text, 'no counters line at shutdown'
+            assert 'system-shutdown' in tail and r.eof, 'at shutdown the client got %r' % tail[-300:]
+            log('at shutdown: <system-shutdown/> and the stream closed')
         finally:
             RIG.cleanup()
 

@@ -8,10 +8,12 @@ acknowledged, restart it on the same data directory, and the write is there.
       has no result, the push is the server's acknowledgement); after the
       restart both users' rosters hold the new state ('from' for the
       contact, 'to' without ask for the user);
-  (c) offline messages: 20 messages to an offline user, one <r/>; kill as
-      soon as the sender reads the XEP-0198 <a/> whose h covers all 20 (a
-      server that batches its store writes must have committed the batch
-      before it acknowledges); after the restart all 20 arrive, in order;
+  (c) an offline message: kill as soon as the sender reads the XEP-0198
+      <a/> whose h covers it; after the restart it arrives with <delay/>;
+      and a burst: 20 messages and one <r/>, kill as soon as the <a/>
+      covering all 20 is read (a server that batches its store writes must
+      have committed the batch before it acknowledges); all 20 arrive, in
+      order;
   (e) a subscription request to an offline contact: kill as soon as the
       requester reads its push with ask='subscribe' (RFC 6121 3.1.2); after
       the restart the contact gets the request at its initial presence
@@ -195,7 +197,12 @@ class DurabilityTest(ServerTestCase):
         check()
 
     def test_c_offline_message(self):
-        check = self.offline_message('dave', 'erin', 'kept through kill -9')
+        check = self.offline_message('dave', 'erin', 'kept through kill -9', n=1)
+        self.kill_restart()
+        check()
+
+    def test_c_offline_burst(self):
+        check = self.offline_message('dave', 'erin', 'burst through kill -9', n=BATCH)
         self.kill_restart()
         check()
 
@@ -207,7 +214,7 @@ class DurabilityTest(ServerTestCase):
     def test_d_all_three_one_kill(self):
         checks = [self.roster_change('frank', 'yan'),
                   self.approval('gina', 'hugo'),
-                  self.offline_message('frank', 'alice', 'all three')]
+                  self.offline_message('frank', 'alice', 'all three', n=1)]
         self.kill_restart()
         failures = []
         for c in checks:

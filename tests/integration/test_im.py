@@ -346,6 +346,52 @@ class ImTest(ServerTestCase):
         self.run_(go(), 60)
 
     # ------------------------------------------------------------------
+    def test_bare_jid_priority(self):
+        """RFC 6121 8.5.2.1.1: a chat message to the bare JID goes to the
+        available resource(s) with the highest non-negative priority, never
+        to a negative one; when only negative ones are left it is stored
+        offline, and a resource of priority >= 0 that sends presence again
+        gets it with its delay stamp (XEP-0160)."""
+        (q1, q2, q3, o1), where = self.spread('quin@%s/q1' % DOMAIN, 'quin@%s/q2' % DOMAIN,
+                                              'quin@%s/q3' % DOMAIN, 'oli@%s/o1' % DOMAIN)
+        quin = q1.boundjid.bare
+
+        async def go():
+            q1.send_presence(ppriority=5)
+            q2.send_presence(ppriority=1)
+            q3.send_presence(ppriority=-1)
+            await asyncio.sleep(0.4)
+            o1.send_message(mto=quin, mbody='to-best', mtype='chat')
+            await q1.recv_body('to-best')
+            _, m2 = await quiet(q2, 0.5)
+            _, m3 = await quiet(q3, 0.1)
+            assert not m2 and not m3, 'lower priorities got it: q2 %r q3 %r' % (
+                [m['body'] for m in m2], [m['body'] for m in m3])
+            log('priority 5 / 1 / -1 (workers %d/%d/%d): the bare-JID message reached only the 5'
+                % (where[q1.boundjid.full], where[q2.boundjid.full], where[q3.boundjid.full]))
+            q1.send_presence(ptype='unavailable')
+            await asyncio.sleep(0.4)
+            o1.send_message(mto=quin, mbody='to-next', mtype='chat')
+            await q2.recv_body('to-next')
+            _, m3 = await quiet(q3, 0.5)
+            assert not m3, 'negative priority got %r' % [m['body'] for m in m3]
+            log('the 5 went unavailable: the next one went to the 1, not to the -1')
+            q2.send_presence(ptype='unavailable')
+            await asyncio.sleep(0.4)
+            o1.send_message(mto=quin, mbody='only-negative-left', mtype='chat')
+            _, m3 = await quiet(q3, 0.8)
+            assert not m3, 'negative priority got %r' % [m['body'] for m in m3]
+            errs = []
+            while not o1.errors_in.empty():
+                errs.append(str(o1.errors_in.get_nowait()))
+            assert not errs, 'error instead of offline storage: %r' % errs
+            q2.send_presence(ppriority=0)
+            m = await q2.recv_body('only-negative-left')
+            assert delay_of(m.xml) is not None, 'stored message without <delay/>'
+            log('only a negative priority left: stored offline, delivered with <delay/> at the next presence')
+        self.run_(go(), 60)
+
+    # ------------------------------------------------------------------
     def test_blocking_both_directions(self):
         """jon blocks kim (XEP-0191 3.3) while they are mutually subscribed:
         block push to jon's resources that asked for the list, kim gets

@@ -13,6 +13,7 @@ in the node process's environment (jsclient.py), nowhere else.
 
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -83,6 +84,28 @@ class XmppJsTest(ServerTestCase):
         self.assertEqual(st, 'error')
         self.assertEqual(res[1], 'service-unavailable', res)
         log('ping answered; unknown iq -> <service-unavailable/>')
+
+    def test_stream_management(self):
+        """The library enables XEP-0198 on its own when the server offers it
+        (after binding) and the server acknowledges what it sends."""
+        c = self.js_login('jsb', 'sm')
+        st = None
+        for _ in range(40):
+            c.cmd(op='status')
+            st = c.wait_event(('status',), 5)
+            if st['sm']:
+                break
+            time.sleep(0.1)
+        self.assertTrue(st['sm'], '@xmpp/client did not enable stream management: %r' % st)
+        log('@xmpp/client enabled XEP-0198 (id %r)' % st['sm_id'])
+        for i in range(3):
+            c.send("<message xmlns='jabber:client' to='%s' type='chat'><body>sm-%d</body></message>" % (c.jid, i))
+        acked = []
+        for i in range(3):
+            ev = c.wait_event(('sm_ack',), 10)
+            acked.append(ev['xml'])
+        self.assertTrue(all('sm-%d' % i in acked[i] for i in range(3)), acked)
+        log('its three messages were acknowledged by <a/> in order')
 
     def test_direct_tls(self):
         b = self.js_login('jsb', 'tls', direct_tls=True)

@@ -13,12 +13,14 @@
 //          or {"ev":"iq","id":"q1","type":"error","condition":C,"error_type":T}
 //   {"op":"stop"}  closes the stream (</stream:stream>)   -> {"ev":"stopped"}
 //   {"op":"drop"}  destroys the TCP connection, no close  -> {"ev":"dropped"}
+//   {"op":"status"} -> {"ev":"status","sm":bool,"sm_id":ID,"outbound":N,"inbound":N}
 //   {"op":"exit"}
 // Events (stdout), besides the answers above:
 //   {"ev":"stanza","xml":...}                every stanza received
 //   {"ev":"roster_push","xml":...}           a roster push the client accepted
 //   {"ev":"roster_push_ignored","from":F}    one it ignored (RFC 6121 2.1.6)
 //   {"ev":"error","error":TEXT,"condition":C}, {"ev":"offline"}
+//   {"ev":"sm_ack","xml":...}                 XEP-0198: the server acknowledged a stanza
 //
 // The library's own choices stay: its stream-feature order (STARTTLS, then
 // SASL, then resource binding; XEP-0198 if the server offers it), its
@@ -54,6 +56,7 @@ async function login(cmd) {
   xmpp.on("error", (e) => out({ ev: "error", error: String(e), condition: e?.condition }));
   xmpp.on("offline", () => out({ ev: "offline" }));
   xmpp.on("stanza", (el) => out({ ev: "stanza", xml: el.toString() }));
+  xmpp.streamManagement?.on("ack", (el) => out({ ev: "sm_ack", xml: el.toString() }));
   // RFC 6121 2.1.6: a client accepts a roster push only without 'from' or
   // with its own bare JID in 'from', and MUST ignore any other.
   xmpp.iqCallee.set("jabber:iq:roster", "query", (ctx) => {
@@ -111,6 +114,16 @@ async function handle(cmd) {
         out({ ev: "error", error: String(e) });
       }
       return out({ ev: "stopped" });
+    case "status": {
+      const sm = xmpp.streamManagement;
+      return out({
+        ev: "status",
+        sm: Boolean(sm?.enabled),
+        sm_id: sm?.id || "",
+        outbound: sm?.outbound ?? 0,
+        inbound: sm?.inbound ?? 0,
+      });
+    }
     case "drop":
       xmpp.socket?.socket?.destroy();
       return out({ ev: "dropped" });
