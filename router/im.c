@@ -323,11 +323,13 @@ static enum im_verdict rules_check(const struct session *s, unsigned kind, const
 		case IM_MATCH_JID:
 			m = rj + r.len <= (const char *)end && rule_jid_matches(rj, r.len, peer, len);
 			break;
-		case IM_MATCH_SUB:
-			m = (contact_find(im, peer, bare_len_of(peer, len)) ?
-			     contact_find(im, peer, bare_len_of(peer, len))->sub & (IM_SUB_TO | IM_SUB_FROM) : 0) ==
-			    (r.subs & (IM_SUB_TO | IM_SUB_FROM));
+		case IM_MATCH_SUB: {
+			/* Exact: 'both' is not 'to'; 'none' takes strangers too. */
+			const struct im_cent *c = contact_find(im, peer, bare_len_of(peer, len));
+			unsigned sub = c ? c->sub & (IM_SUB_TO | IM_SUB_FROM) : 0;
+			m = sub == (r.subs & (IM_SUB_TO | IM_SUB_FROM));
 			break;
+		}
 		}
 		if (!m)
 			continue;

@@ -61,8 +61,6 @@ void im_sess_free(struct session *s);
 /* The session's IM state moved to another session (XEP-0198 resumption,
  * after im_sess_export): free it without IM_REQ_SESSION_END. */
 void im_sess_moved(struct session *s);
-/* router/sm.c calls it by its first name; im_free is control/im.h's. */
-#define im_free(s) im_sess_moved(s)
 
 /* A MSG_IM_EV record for session s (complete, fragments reassembled). */
 void im_event(struct session *s, unsigned ev, const uint8_t *p, size_t len);

@@ -1293,6 +1293,26 @@ static void test_presence_disconnect(void **state)
 	expect_attr(r->stanza, "type", "unavailable");
 }
 
+/* A new resource's initial presence: the user's other available
+ * resources see it, and tell it about themselves (from their own state,
+ * across the ring). */
+static void test_presence_own_resources(void **state)
+{
+	(void)state;
+	struct cli *a1 = login(1, "alice", "secret", "r1", false);
+	cli_send(a1, "<presence><status>first</status></presence>");
+	pump();
+	cli_take(a1);
+	struct cli *a2 = login(0, "alice", "secret", "r2", true);
+	const char *p = elem(a1, cli_take(a1), "<presence");
+	expect_attr(p, "from", "alice@" DOMAIN "/r2");
+	const char *t = a2->text;
+	p = elem(a2, t, "from='alice@" DOMAIN "/r1'");
+	HAS(one(strstr(t, "<presence from='alice@" DOMAIN "/r1'"), "presence"), "<status>first</status>");
+	expect_attr(strstr(t, "<presence from='alice@" DOMAIN "/r1'"), "to", "alice@" DOMAIN "/r2");
+	(void)p;
+}
+
 /* RFC 6121 4.6: directed presence, and its cleanup. */
 static void test_directed_presence(void **state)
 {
@@ -1850,6 +1870,7 @@ int main(void)
 		cmocka_unit_test_prestate_setup_teardown(test_preauth_register, fx_setup, fx_teardown, &with_register),
 		cmocka_unit_test_setup_teardown(test_presence_broadcast, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_presence_disconnect, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_presence_own_resources, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_directed_presence, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_control_requests, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_privacy, fx_setup, fx_teardown),
