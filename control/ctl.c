@@ -288,6 +288,21 @@ static void run_cmd(struct ctl *c, struct client *k)
 			say_account_rc(o, ACCOUNT_BAD_JID);
 			break;
 		}
+		/* Its local contacts first lose their subscriptions with it
+		 * (XEP-0077 3.2, as for a removal through the client). */
+		if (cf->im && cf->server) {
+			const struct im_out *io = server_ctl_im_out(cf->server);
+			if (io) {
+				struct im_call ic;
+				memset(&ic, 0, sizeof(ic));
+				ic.ctx = cf->im;
+				ic.out = io;
+				ic.jid = j.str;
+				ic.jid_len = ic.bare_len = jid_size(&j);
+				roster_cancel_all(&ic);
+				server_ctl_publish(cf->server);
+			}
+		}
 		/* The account and its store records go in one commit. */
 		rc = account_del(cf->store, j.str);
 		say_account_rc(o, rc);

@@ -159,6 +159,10 @@ unsigned roster_sub_of(struct im_ctx *ctx, const char *bare, size_t bare_len, co
 /* Call fn for every contact of bare in roster group `group`. */
 void roster_group_members(struct im_ctx *ctx, const char *bare, size_t bare_len, const char *group, size_t glen,
 			  void (*fn)(void *arg, const char *jid, size_t len), void *arg);
+/* The account of c's user goes away (XEP-0077 3.2): cancel its
+ * subscriptions with local contacts both ways (their rosters, pushes and
+ * presence as for RFC 6121 2.5.2). Before the records are deleted. */
+void roster_cancel_all(struct im_call *c);
 /* Delete every roster and pending record of a user (account removal). */
 int roster_purge(struct im_ctx *ctx, const char *bare, size_t len);
 /* How many rosters the cache keeps (default 4096; tests shrink it). */

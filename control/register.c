@@ -369,6 +369,7 @@ static void cancel_registration(struct im_call *c, const struct fields *f)
 	bare[c->bare_len] = '\0';
 	/* account_del takes the account and the user's records in one commit;
 	 * im_purge_user then clears what the modules keep besides (caches). */
+	roster_cancel_all(c);
 	int rc = account_del(ctx->store, bare);
 	if (rc != ACCOUNT_OK) {
 		account_error(c, rc);

@@ -1842,6 +1842,68 @@ void roster_group_members(struct im_ctx *ctx, const char *bare, size_t bare_len,
 	roster_unpin(ctx, r);
 }
 
+void roster_cancel_all(struct im_call *c)
+{
+	struct im_ctx *ctx = c->ctx;
+	struct jid *pj = malloc(sizeof(*pj));
+
+	if (!pj)
+		return;
+	/* One contact per request batch (an op holds two rosters): the
+	 * contact's side changes as if the user had removed the item
+	 * (RFC 6121 2.5.2), so the contact gets the roster push and the
+	 * user's unavailable presence; the user's own records are deleted
+	 * with the account right after. */
+	for (size_t i = 0;; i++) {
+		struct roster *r = roster_get(ctx, c->jid, c->bare_len);
+		if (!r)
+			break;
+		if (i >= r->n) {
+			roster_unpin(ctx, r);
+			break;
+		}
+		struct ritem *it = &r->items[i];
+		unsigned old = it->sub;
+		char p[JID_MAX + 1];
+		size_t plen = it->jid_len;
+		if (!(old & (IM_SUB_TO | IM_SUB_PENDING_OUT | IM_SUB_FROM | IM_SUB_PENDING_IN)) || plen > JID_MAX) {
+			roster_unpin(ctx, r);
+			continue;
+		}
+		memcpy(p, it->buf, plen);
+		bool local = false;
+		if (jid_parse(pj, p, plen, 0) == JID_OK) {
+			struct jid_slice d = jid_domain(pj);
+			local = pj->local_len && im_local_domain(ctx, d.ptr, d.len) && im_account_exists(ctx, p, plen);
+		}
+		if (!local) {
+			roster_unpin(ctx, r);
+			continue;
+		}
+		struct op op;
+		op_init(&op, ctx, c->out);
+		op_hold(&op, r);
+		if (old & IM_SUB_FROM)
+			op_presence_to(&op, r->bare, r->bare_len, p, plen, IM_PT_UNAVAILABLE);
+		struct roster *pr = roster_get(ctx, p, plen);
+		if (!pr) {
+			op.failed = true;
+		} else {
+			op_hold(&op, pr);
+			if (old & (IM_SUB_TO | IM_SUB_PENDING_OUT))
+				inbound(&op, pr, r->bare, r->bare_len, T_UNSUBSCRIBE, NULL, 0,
+					(struct xml_slice){ "presence", 8 });
+			if (old & (IM_SUB_FROM | IM_SUB_PENDING_IN))
+				inbound(&op, pr, r->bare, r->bare_len, T_UNSUBSCRIBED, NULL, 0,
+					(struct xml_slice){ "presence", 8 });
+		}
+		if (op_finish(&op) < 0)
+			log_err("roster: cancelling %.*s's subscription with %.*s failed", (int)c->bare_len, c->jid,
+				(int)plen, p);
+	}
+	free(pj);
+}
+
 int roster_purge(struct im_ctx *ctx, const char *bare, size_t len)
 {
 	char prefix[JID_MAX + 2];

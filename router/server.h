@@ -72,6 +72,14 @@ int server_ctl_fd(struct server *s);
  * served. Also announces a quiescent state. */
 size_t server_ctl_process(struct server *s);
 
+/* The control thread's way to reach sessions (router/hooks.h, struct
+ * im_out) outside a hook call, e.g. for an admin command; NULL if out of
+ * memory. What it posts is published by the next server_ctl_process or by
+ * server_ctl_publish. */
+struct im_out;
+const struct im_out *server_ctl_im_out(struct server *s);
+void server_ctl_publish(struct server *s);
+
 /* ---- administration (control thread) ------------------------------------ */
 
 struct server_worker_stats {

@@ -1368,6 +1368,18 @@ static struct ctl_state *ctl_state(struct server *srv)
 	return c;
 }
 
+const struct im_out *server_ctl_im_out(struct server *srv)
+{
+	struct ctl_state *c = ctl_state(srv);
+	return c ? &c->out : NULL;
+}
+
+void server_ctl_publish(struct server *srv)
+{
+	if (srv->ctl)
+		ctl_publish(srv);
+}
+
 /* One MSG_IM_REQ: the header, the JID (given to the hook NUL-terminated),
  * the stanza. */
 static void ctl_im_request(struct server *srv, const struct ring_rec *rec)

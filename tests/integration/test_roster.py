@@ -133,7 +133,7 @@ class RosterTest(ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'hank', 'ivan', 'judy']
+        users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'hank', 'ivan', 'judy', 'kim', 'leo', 'mia', 'ned']
         cls.server = Server(accounts=[bare(u) for u in users], workers=2).start()
         cls.loop = Loop()
 
@@ -274,6 +274,51 @@ class RosterTest(ServerTestCase):
                 self.close(d2)
         finally:
             self.close(c1)
+
+    def test_account_removal_cancels_subscriptions(self):
+        """XEP-0077 3.2: an account that cancels its registration leaves
+        its contacts' rosters consistent: their subscription with it goes
+        to none (a roster push) and they see it go unavailable."""
+        k1, l1 = self.connect((bare('kim') + '/one', True, True), (bare('leo') + '/one', True, True))
+        try:
+            self.loop.run(subscribe_both(k1, l1), 40)
+
+            async def remove():
+                iq = k1.make_iq_set()
+                q = ET.SubElement(iq.xml, '{jabber:iq:register}query')
+                ET.SubElement(q, '{jabber:iq:register}remove')
+                try:
+                    await iq.send(timeout=WAIT)
+                except Exception as e:   # the session is closed right after the result
+                    log('remove: %s' % e.__class__.__name__)
+                await wait_push(l1, bare('kim'), subscription='none')
+                await wait_presence(l1, bare('kim'), 'unavailable')
+            self.loop.run(remove(), 30)
+            q = self.loop.run(roster_get(l1), 20)
+            it = items(q).get(bare('kim'))
+            self.assertIsNotNone(it, 'the item stays in leo\'s roster (only the subscription goes)')
+            self.assertEqual(it.get('subscription'), 'none')
+            self.assertIsNone(it.get('ask'))
+            log('kim removed its account: leo got the push (subscription none) and its unavailable presence')
+        finally:
+            self.close(k1, l1)
+
+    def test_admin_account_del_cancels_subscriptions(self):
+        """The same when the operator deletes the account (stanzactl
+        account del on a running server)."""
+        m1, n1 = self.connect((bare('mia') + '/one', True, True), (bare('ned') + '/one', True, True))
+        try:
+            self.loop.run(subscribe_both(m1, n1), 40)
+            rc, out, err = self.server.ctl_run('account', 'del', bare('mia'))
+            self.assertEqual(rc, 0, out + err)
+
+            async def check():
+                await wait_push(n1, bare('mia'), subscription='none')
+                await wait_presence(n1, bare('mia'), 'unavailable')
+            self.loop.run(check(), 30)
+            log('stanzactl account del mia: ned got the push (subscription none) and its unavailable presence')
+        finally:
+            self.close(m1, n1)
 
     def test_probe_at_login(self):
         e1, f1 = self.connect((bare('erin') + '/one', True, True), (bare('frank') + '/one', True, True))
