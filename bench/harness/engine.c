@@ -1,4 +1,4 @@
-/* The load engine (see engine.h): one epoll loop per thread, phases driven
+/* The load engine (see engine.h): one net loop per thread, phases driven
  * by the main thread, one publication of counters and latency per second. */
 #include "bench/harness/engine.h"
 
@@ -7,10 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "bench/harness/xclient.h"
+#include "net/dpdk/dpdk.h"
+#include "net/net.h"
 #include "parser/xml.h"
 #include "tls/tls.h"
 
@@ -29,9 +30,6 @@ int eng_add(struct eng_thread *t, struct xc *c)
 		t->conns = p;
 		t->capconns = cap;
 	}
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c };
-	if (epoll_ctl(t->ep, EPOLL_CTL_ADD, c->fd, &ev))
-		return -1;
 	c->slot = t->nconns;
 	t->conns[t->nconns++] = c;
 	return 0;
@@ -100,7 +98,7 @@ static void *thread_main(void *arg)
 {
 	struct eng_thread *t = arg;
 	struct engine *e = t->eng;
-	struct epoll_event evs[MAX_EVENTS];
+	struct net_event evs[MAX_EVENTS];
 
 	if (e->sc->thread_start)
 		e->sc->thread_start(t);
@@ -108,11 +106,15 @@ static void *thread_main(void *arg)
 		/* Open loop: messages leave at their scheduled times, so the
 		 * thread polls instead of sleeping (a 2 ms sleep would show as
 		 * 2 ms of latency). */
-		int n = epoll_wait(t->ep, evs, MAX_EVENTS, e->o->msg_rate > 0 ? 0 : 2);
+		int n = net_poll(t->loop, evs, MAX_EVENTS, e->o->msg_rate > 0 ? 0 : 2);
 		for (int i = 0; i < n; i++) {
-			struct xc *c = evs[i].data.ptr;
+			struct xc *c = evs[i].udata;
+			/* a connection closed by an earlier event of this batch
+			 * has its events turned into NONE by net_close */
+			if (evs[i].type == NET_EV_NONE || evs[i].type == NET_EV_WAKE || evs[i].type == NET_EV_ACCEPTED)
+				continue;
 			if (c->state != XC_DEAD)
-				xc_on_event(c, evs[i].events);
+				xc_on_event(c, evs[i].type);
 		}
 		uint64_t now = now_ns();
 		if (e->sc->on_tick)
@@ -143,8 +145,9 @@ static void *thread_main(void *arg)
 		struct xc *c = t->conns[t->nconns - 1];
 		t->nconns--;
 		c->state = XC_DEAD;
-		if (c->fd >= 0)
-			close(c->fd);
+		if (c->open)
+			net_close(t->loop, c->conn);
+		c->open = 0;
 		xc_free(c);
 	}
 	while (t->dead) {
@@ -165,13 +168,19 @@ int engine_init(struct engine *e, const struct bench_opts *o, const struct scena
 	e->nthreads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (e->nthreads == 0)
 		e->nthreads = 1;
-	e->addr.sin_family = AF_INET;
-	e->addr.sin_port = htons(o->port);
-	if (inet_pton(AF_INET, o->host, &e->addr.sin_addr) != 1) {
+	e->to.family = NET_AF_INET;
+	e->to.port = o->port;
+	if (inet_pton(AF_INET, o->host, e->to.addr) != 1) {
 		snprintf(err, errlen, "host: '%s' is not an IPv4 address", o->host);
 		return -1;
 	}
-	e->loopback = (ntohl(e->addr.sin_addr.s_addr) >> 24) == 127;
+	e->net = net_backend(bench_transport_name(o->transport));
+	if (!e->net) {
+		snprintf(err, errlen, "transport: \"%s\" is not in this build (DPDK: install libdpdk-dev and rebuild)",
+			 bench_transport_name(o->transport));
+		return -1;
+	}
+	e->loopback = o->transport == TRANSPORT_KERNEL && e->to.addr[0] == 127;
 	atomic_store(&e->t_meas0, UINT64_MAX);
 	atomic_store(&e->t_meas1, UINT64_MAX);
 	if (o->tls != TLS_NONE && o->scenario != SC_RAW) {
@@ -198,11 +207,10 @@ int engine_init(struct engine *e, const struct bench_opts *o, const struct scena
 		struct eng_thread *t = &e->th[i];
 		t->eng = e;
 		t->id = i;
-		t->ep = epoll_create1(EPOLL_CLOEXEC);
 		t->cin = malloc(65536);
 		t->plain = malloc(65536);
 		t->vtok = malloc(ntok * sizeof(*t->vtok));
-		if (t->ep < 0 || !t->cin || !t->plain || !t->vtok) {
+		if (!t->cin || !t->plain || !t->vtok) {
 			snprintf(err, errlen, "thread setup: %s", strerror(errno));
 			return -1;
 		}
@@ -224,8 +232,7 @@ void engine_free(struct engine *e)
 	if (e->th) {
 		for (unsigned i = 0; i < e->nalloc; i++) {
 			struct eng_thread *t = &e->th[i];
-			if (t->ep > 0)
-				close(t->ep);
+			net_loop_free(t->loop);
 			free(t->cin);
 			free(t->plain);
 			free(t->vtok);
@@ -239,6 +246,8 @@ void engine_free(struct engine *e)
 	free(e->sc_global);
 	if (e->tls_cl)
 		tls_client_free(e->tls_cl);
+	if (e->dpdk_up)
+		net_dpdk_fini();
 	memset(e, 0, sizeof(*e));
 }
 
@@ -299,6 +308,71 @@ static bool push_tick(struct bench_result *r, const struct bench_tick *tk)
 	return true;
 }
 
+/* "198.18.0.2/15" into conf->ip and conf->prefix. */
+static int parse_cidr(const char *s, struct net_dpdk_conf *conf)
+{
+	char ip[32], *slash, *end;
+	unsigned long pfx = 32;
+
+	if (strlen(s) >= sizeof(ip))
+		return -1;
+	strcpy(ip, s);
+	slash = strchr(ip, '/');
+	if (slash) {
+		*slash = '\0';
+		pfx = strtoul(slash + 1, &end, 10);
+		if (*end || end == slash + 1 || pfx < 1 || pfx > 32)
+			return -1;
+	}
+	if (inet_pton(AF_INET, ip, conf->ip) != 1)
+		return -1;
+	conf->prefix = (uint8_t)pfx;
+	return 0;
+}
+
+/* The transport, once the thread count is final (a scenario's setup may
+ * lower it): DPDK's EAL and port with a queue pair per thread, then a loop
+ * per thread. */
+static int net_start(struct engine *e)
+{
+	const struct bench_opts *o = e->o;
+	char err[1024];
+
+	if (o->transport == TRANSPORT_DPDK) {
+		static struct net_dpdk_conf conf;   /* 1.4 KiB: not for the stack */
+		memset(&conf, 0, sizeof(conf));
+		/* Two DPDK processes on one host (stanzad and this) need
+		 * runtime directories of their own. */
+		int n = snprintf(conf.eal, sizeof(conf.eal), "%s", o->eal);
+		if (!strstr(o->eal, "--file-prefix") &&
+		    snprintf(conf.eal + n, sizeof(conf.eal) - (size_t)n, " --file-prefix stanza-bench-%ld",
+			     (long)getpid()) >= (int)(sizeof(conf.eal) - (size_t)n)) {
+			fprintf(stderr, "stanza-bench: eal: too long to add --file-prefix (give one)\n");
+			return -1;
+		}
+		snprintf(conf.port, sizeof(conf.port), "%s", o->dpdk_port);
+		if (parse_cidr(o->dpdk_address, &conf) < 0) {
+			fprintf(stderr, "stanza-bench: dpdk_address: '%s' is not an IPv4 address/prefix\n", o->dpdk_address);
+			return -1;
+		}
+		conf.idle_sleep_us = o->dpdk_idle_sleep_us;
+		conf.arp_timeout_s = 300;
+		if (net_dpdk_init(&conf, e->nthreads, err, sizeof(err)) < 0) {
+			fprintf(stderr, "stanza-bench: dpdk: %s\n", err);
+			return -1;
+		}
+		e->dpdk_up = true;
+	}
+	for (unsigned i = 0; i < e->nthreads; i++) {
+		e->th[i].loop = net_loop_new(e->net, i, 0);
+		if (!e->th[i].loop) {
+			fprintf(stderr, "stanza-bench: %s loop %u: %s\n", e->net->name, i, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int engine_run(struct engine *e, struct bench_result *r)
 {
 	const struct bench_opts *o = e->o;
@@ -306,6 +380,10 @@ int engine_run(struct engine *e, struct bench_result *r)
 	struct hist *h = malloc(sizeof(*h));
 	if (!h)
 		return -1;
+	if (net_start(e) < 0) {
+		free(h);
+		return -1;
+	}
 
 	atomic_store(&e->phase, PH_RAMP);
 	for (unsigned i = 0; i < e->nthreads; i++)

@@ -1,5 +1,7 @@
-/* The load engine: threads, one epoll loop each, the run's phases and the
- * per-second collection of counters and latency.
+/* The load engine: threads, one net loop each (net/net.h: the kernel
+ * backend, epoll over sockets, by default; with transport = dpdk the
+ * userspace TCP stack on a DPDK port, one queue pair per thread), the
+ * run's phases and the per-second collection of counters and latency.
  *
  * Every connection belongs to one thread for its whole life (struct xc in
  * xclient.h); so does the scenario state it touches, so the data path takes
@@ -23,6 +25,7 @@
 #include "bench/harness/hist.h"
 #include "bench/harness/opts.h"
 #include "bench/harness/report.h"
+#include "net/net-t.h"
 #include "parser/xml-t.h"
 
 struct xc;
@@ -70,7 +73,7 @@ struct eng_thread {
 	struct engine *eng;
 	unsigned id;
 	pthread_t th;
-	int ep;
+	struct net_loop *loop;      /* this thread's; every connection of the thread is on it */
 
 	struct xc **conns;          /* every live connection of this thread */
 	uint32_t nconns, capconns;
@@ -110,8 +113,10 @@ struct engine {
 	unsigned nthreads;          /* threads that run (a scenario's setup may lower it) */
 	unsigned nalloc;            /* thread structs allocated */
 	struct eng_thread *th;
-	struct sockaddr_in addr;
-	bool loopback;              /* spread source addresses over 127.0.0.0/8 */
+	const struct net_ops *net;  /* the transport's backend */
+	bool dpdk_up;               /* net_dpdk_init done: net_dpdk_fini at the end */
+	struct net_addr to;         /* the server */
+	bool loopback;              /* spread source addresses over 127.0.0.0/8 (kernel transport) */
 	struct tls_client *tls_cl;  /* NULL without TLS */
 
 	_Atomic int phase;

@@ -42,6 +42,7 @@ static const char *const scenario_names[] = { "pairs", "fanout", "login", "idle"
 static const char *const tls_names[] = { "none", "starttls", "direct", NULL };
 static const char *const mech_names[] = { "plain", "scram-sha-1", "scram-sha-256", NULL };
 static const char *const provision_names[] = { "none", "ibr", "stanzactl", "prosodyctl", "ejabberdctl", NULL };
+static const char *const transport_names[] = { "kernel", "dpdk", NULL };
 
 #define F(field) offsetof(struct bench_opts, field)
 #define STR(k, field, req)  { k, NULL, T_STR, F(field), sizeof(((struct bench_opts *)0)->field), req, 0, 0, 0, false, NULL, 0 }
@@ -80,12 +81,18 @@ static const struct opt_key keys[] = {
 	{ "json_path", "json", T_STR, F(json_path), sizeof(((struct bench_opts *)0)->json_path), 0, 0, 0, 0, false, NULL, 0 },
 	{ "series_path", "series", T_STR, F(series_path), sizeof(((struct bench_opts *)0)->series_path), 0, 0, 0, 0, false, NULL, 0 },
 	{ "quiet", NULL, T_BOOL, F(quiet), 0, 0, 0, 0, 0, false, NULL, 0 },
+	ENUM("transport", transport, transport_names, TRANSPORT_KERNEL),
+	STR("eal", eal, 0),
+	STR("dpdk_port", dpdk_port, 0),
+	STR("dpdk_address", dpdk_address, 0),
+	UINT("dpdk_idle_sleep_us", dpdk_idle_sleep_us, 0, 100000),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* T_ENUM fields are read and written as int. */
 _Static_assert(sizeof(enum bench_scenario) == sizeof(int) && sizeof(enum bench_tls) == sizeof(int)
-               && sizeof(enum bench_mech) == sizeof(int) && sizeof(enum bench_provision) == sizeof(int),
+               && sizeof(enum bench_mech) == sizeof(int) && sizeof(enum bench_provision) == sizeof(int)
+               && sizeof(enum bench_transport) == sizeof(int),
                "enum fields are int-sized");
 
 static void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -128,6 +135,9 @@ void bench_opts_default(struct bench_opts *o)
 	o->provision = PROV_NONE;
 	o->server_pid = 0;
 	o->quiet = false;
+	o->transport = TRANSPORT_KERNEL;
+	strcpy(o->eal, "--no-huge -m 512 --no-pci");
+	o->dpdk_idle_sleep_us = 100;
 }
 
 static const char *enum_name(const char *const *names, int first, int v)
@@ -142,6 +152,7 @@ const char *bench_scenario_name(enum bench_scenario s) { return enum_name(scenar
 const char *bench_tls_name(enum bench_tls t) { return enum_name(tls_names, TLS_NONE, (int)t); }
 const char *bench_mech_name(enum bench_mech m) { return enum_name(mech_names, MECH_PLAIN, (int)m); }
 const char *bench_provision_name(enum bench_provision p) { return enum_name(provision_names, PROV_NONE, (int)p); }
+const char *bench_transport_name(enum bench_transport t) { return enum_name(transport_names, TRANSPORT_KERNEL, (int)t); }
 
 /* "json-path", "json_path" and the alias "json" all name the same key. */
 static bool key_eq(const char *want, const char *got, size_t glen)
@@ -392,6 +403,20 @@ int bench_opts_check(struct bench_opts *o, char *err, size_t errlen)
 		errf(err, errlen, "users: %u is fewer than 2 * pairs (%u)", o->users, 2 * o->pairs);
 		return -1;
 	}
+	if (o->transport == TRANSPORT_DPDK) {
+		if (!o->dpdk_port[0]) {
+			errf(err, errlen, "dpdk_port: transport dpdk needs a port (e.g. net_memif0,role=client,socket=/run/x.sock)");
+			return -1;
+		}
+		if (!o->dpdk_address[0]) {
+			errf(err, errlen, "dpdk_address: transport dpdk needs an address (e.g. 198.18.0.2/15)");
+			return -1;
+		}
+		if (o->provision == PROV_IBR) {
+			errf(err, errlen, "provision: ibr runs over kernel sockets; with transport dpdk use stanzactl");
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -508,6 +533,8 @@ void bench_opts_usage(FILE *f, const char *argv0)
 	        "  --duration S (10)  --warmup S (2)  --threads N (0: online CPUs)  --connect-rate N (0: no limit)\n"
 	        "  --provision none|ibr|stanzactl|prosodyctl|ejabberdctl (none)  --provision-cmd \"CMD ARGS\"\n"
 	        "  --server-pid PID  --label NAME  --json FILE  --series FILE  --quiet\n"
+	        "  --transport kernel|dpdk (kernel)  --eal \"EAL ARGS\" (--no-huge -m 512 --no-pci)\n"
+	        "  --dpdk-port DEVARGS  --dpdk-address A.B.C.D/LEN  --dpdk-idle-sleep-us US (100)\n"
 	        "A scenario file has the same keys, one 'key = value' a line, # comments;\n"
 	        "flags after --file override it. See bench/README.md.\n",
 	        argv0 ? argv0 : "stanza-bench");

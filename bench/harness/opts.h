@@ -21,6 +21,7 @@ enum bench_scenario {
 enum bench_tls { TLS_NONE = 0, TLS_STARTTLS, TLS_DIRECT };
 enum bench_mech { MECH_PLAIN = 1, MECH_SCRAM_SHA_1, MECH_SCRAM_SHA_256 };
 enum bench_provision { PROV_NONE = 0, PROV_IBR, PROV_STANZACTL, PROV_PROSODYCTL, PROV_EJABBERDCTL };
+enum bench_transport { TRANSPORT_KERNEL = 0, TRANSPORT_DPDK };
 
 struct bench_opts {
 	enum bench_scenario scenario;
@@ -53,6 +54,14 @@ struct bench_opts {
 	char json_path[512];       /* "" : no JSON */
 	char series_path[512];     /* "" : no per-second series file (for plots) */
 	bool quiet;                /* no per-second line */
+	/* The client side's transport (net/net.h): kernel sockets, or the
+	 * userspace TCP stack on a DPDK port (net/dpdk/dpdk.h), which needs
+	 * root, a port and an address. */
+	enum bench_transport transport;
+	char eal[1024];            /* dpdk: EAL arguments, blank-separated */
+	char dpdk_port[256];       /* dpdk: the port, a name or devargs ("net_memif0,role=client,socket=...") */
+	char dpdk_address[32];     /* dpdk: our IPv4 address/prefix, "198.18.0.2/15" */
+	unsigned dpdk_idle_sleep_us;   /* dpdk: longest nap of an idle thread; 0: spin */
 };
 
 /* Defaults, then flags (argv) and/or a scenario file (path). Returns 0, or
@@ -79,6 +88,7 @@ void bench_opts_usage(FILE *f, const char *argv0);
 const char *bench_tls_name(enum bench_tls t);                /* "none", "starttls", "direct" */
 const char *bench_mech_name(enum bench_mech m);              /* "plain", "scram-sha-1", "scram-sha-256" */
 const char *bench_provision_name(enum bench_provision p);    /* "none", "ibr", "stanzactl", ... */
+const char *bench_transport_name(enum bench_transport t);    /* "kernel", "dpdk" */
 
 /* Every option in table order, for echoing them (the JSON report's "opts"):
  * bench_opts_key(i) is NULL past the last; bench_opts_value writes the

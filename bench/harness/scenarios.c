@@ -42,6 +42,7 @@ struct sc_thread {
 	uint64_t t0;            /* pairs open loop: when the schedule started */
 	uint64_t issued;        /* pairs open loop: messages sent on the schedule */
 	uint32_t rr;            /* pairs open loop: next connection to send from */
+	uint8_t *busy;          /* login: per unit, a login of that account is in flight */
 	char *body;
 };
 
@@ -358,6 +359,9 @@ static void login_start(struct eng_thread *t)
 	s->cap = share(o->inflight, t);
 	if (s->cap > s->units)
 		s->cap = s->units;
+	s->busy = calloc(s->units ? s->units : 1, 1);
+	if (!s->busy)
+		abort();
 }
 
 static void login_tick(struct eng_thread *t, uint64_t now)
@@ -369,16 +373,30 @@ static void login_tick(struct eng_thread *t, uint64_t now)
 	while (s->active < s->cap && s->remaining > 0) {
 		if (!eng_connect_token(t, now))
 			break;
-		/* Accounts of this thread in turn: one login per account at a time
-		 * as long as units >= cap. Warm-up logins do not count against
-		 * `logins`. */
-		uint32_t u = t->id + (s->next++ % s->units) * nth(t);
+		/* The next of this thread's accounts with no login in flight:
+		 * two logins of one account at once would bind the same
+		 * resource, and the later one would kick the earlier off
+		 * (conflict). Logins end in any order, so taking accounts
+		 * strictly in turn is not enough. Warm-up logins do not count
+		 * against `logins`. */
+		uint32_t k = 0, idx = 0;
+		for (; k < s->units; k++) {
+			idx = (s->next + k) % s->units;
+			if (!s->busy[idx])
+				break;
+		}
+		if (k == s->units)
+			break;   /* cannot happen: cap <= units */
+		s->next = idx + 1;
+		uint32_t u = t->id + idx * nth(t);
 		struct xc *c = xc_new(t, u, false, 0, 0);
 		if (!c) {
 			if (measuring)
 				s->remaining--;   /* counted as a connect error: still bounded */
 			continue;
 		}
+		s->busy[idx] = 1;
+		c->aux = idx;
 		s->active++;
 		/* The same test decides both: a login started as measurement
 		 * began counts once, in `remaining` and in `sent`. */
@@ -412,6 +430,8 @@ static void login_close(struct xc *c, int err)
 	struct sc_thread *s = st(c->t);
 	if (s && s->active)
 		s->active--;
+	if (s && s->busy && c->aux < s->units)
+		s->busy[c->aux] = 0;
 }
 
 /* ---- idle -------------------------------------------------------------- */

@@ -10,19 +10,16 @@
 #include "bench/harness/xclient.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/crypto.h>
 
 #include "bench/harness/engine.h"
+#include "net/net.h"
 #include "parser/xml.h"
 #include "tls/tls.h"
 #include "util/b64.h"
@@ -212,21 +209,18 @@ void xc_flush(struct xc *c)
 	if (c->tls)
 		b = &c->wq;
 	size_t done = 0;
-	while (done < b->len) {
-		ssize_t w = send(c->fd, b->p + done, b->len - done, MSG_NOSIGNAL);
-		if (w > 0) {
-			done += (size_t)w;
-			continue;
+	if (b->len) {
+		/* A short count or -EAGAIN: the rest waits for WRITABLE. */
+		struct iovec iov = { b->p, b->len };
+		ssize_t w = net_sendv(c->t->loop, c->conn, &iov, 1);
+		if (w >= 0) {
+			done = (size_t)w;
+		} else if (w != -EAGAIN) {
+			xc_close(c, ERR_CLOSED);
+			return;
 		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		if (done < b->len)
 			c->want_out = 1;
-			break;
-		}
-		xbuf_drop(b, done);
-		xc_close(c, ERR_CLOSED);
-		return;
 	}
 	xbuf_drop(b, done);
 	if (done == b->len || !b->len)
@@ -262,9 +256,9 @@ void xc_close(struct xc *c, int err)
 		t->eng->sc->on_close(c, err);
 	c->state = XC_DEAD;
 	c->dead_err = (uint8_t)(err + 1);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	if (c->open)
+		net_close(t->loop, c->conn);
+	c->open = 0;
 	eng_remove(t, c);
 	c->dead_next = t->dead;
 	t->dead = c;
@@ -764,49 +758,48 @@ static void connected(struct xc *c)
 	send_header(c);
 }
 
-void xc_on_event(struct xc *c, uint32_t events)
+void xc_on_event(struct xc *c, int type)
 {
 	struct eng_thread *t = c->t;
-	if (c->state == XC_CONNECTING) {
-		int err = 0;
-		socklen_t el = sizeof(err);
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
-			xc_close(c, ERR_CONNECT);
+	switch (type) {
+	case NET_EV_CONNECTED:
+		if (c->state == XC_CONNECTING)
+			connected(c);
+		return;
+	case NET_EV_WRITABLE:
+		if (c->want_out)
+			eng_dirty(t, c);
+		return;
+	case NET_EV_READABLE:
+		break;
+	default:
+		return;
+	}
+	for (;;) {
+		ssize_t r = net_recv(t->loop, c->conn, t->cin, 65536);
+		if (r > 0 && c->state != XC_CONNECTING) {
+			if (c->tls)
+				feed_cipher(c, t->cin, (size_t)r, false);
+			else
+				feed_plain(c, t->cin, (size_t)r);
+			if (c->state == XC_DEAD)
+				return;
+			if (r < 65536)
+				break;   /* drained: READABLE comes again with new bytes */
+			continue;
+		}
+		if (r == -EAGAIN)
+			break;
+		if (c->state == XC_CONNECTING) {
+			xc_close(c, ERR_CONNECT);   /* refused, unreachable, timed out */
 			return;
 		}
-		if (!(events & (EPOLLOUT | EPOLLIN)))
-			return;
-		connected(c);
-		if (c->state == XC_DEAD)
-			return;
+		if (r == 0 && c->tls)
+			feed_cipher(c, t->cin, 0, true);
+		if (c->state != XC_DEAD)
+			xc_close(c, ERR_CLOSED);
+		return;
 	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
-		for (;;) {
-			ssize_t r = recv(c->fd, t->cin, 65536, 0);
-			if (r > 0) {
-				if (c->tls)
-					feed_cipher(c, t->cin, (size_t)r, false);
-				else
-					feed_plain(c, t->cin, (size_t)r);
-				if (c->state == XC_DEAD)
-					return;
-				if (r < 65536)
-					break;   /* the socket is most likely drained; ET re-arms on new data */
-				continue;
-			}
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				break;
-			if (r == 0 && c->tls)
-				feed_cipher(c, t->cin, 0, true);
-			if (c->state != XC_DEAD)
-				xc_close(c, ERR_CLOSED);
-			return;
-		}
-	}
-	if ((events & EPOLLOUT) && c->want_out)
-		eng_dirty(t, c);
 }
 
 struct xc *xc_new(struct eng_thread *t, uint32_t user, bool raw, uint32_t raw_pair, unsigned raw_side)
@@ -824,31 +817,32 @@ struct xc *xc_new(struct eng_thread *t, uint32_t user, bool raw, uint32_t raw_pa
 	c->t_start = now_ns();
 	c->deadline = c->t_start + STEP_TIMEOUT_NS;
 	xml_framer_init(&c->fr, NULL);
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0)
-		goto fail;
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct net_addr src, *from = NULL;
 	if (e->loopback) {
 		/* 127.0.0.0/8 is all ours: spread the source address so that
 		 * tens of thousands of connections do not run out of ports. */
 		uint32_t k = t->conn_seq++ / 20000u;
-		struct sockaddr_in src = { .sin_family = AF_INET };
-		src.sin_addr.s_addr = htonl((127u << 24) | ((1u + t->id % 250u) << 16) | ((k / 250u % 250u) << 8) | (1u + k % 250u));
-		setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-		if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)))
-			goto fail;
+		memset(&src, 0, sizeof(src));
+		src.family = NET_AF_INET;
+		src.addr[0] = 127;
+		src.addr[1] = (uint8_t)(1u + t->id % 250u);
+		src.addr[2] = (uint8_t)(k / 250u % 250u);
+		src.addr[3] = (uint8_t)(1u + k % 250u);
+		from = &src;
 	}
-	if (connect(c->fd, (struct sockaddr *)&e->addr, sizeof(e->addr)) && errno != EINPROGRESS)
+	/* Events from here on carry c (the loop never reports one before
+	 * the next poll). */
+	if (net_connect(t->loop, &e->to, from, c, &c->conn) < 0)
 		goto fail;
+	c->open = 1;
 	if (eng_add(t, c))
 		goto fail;
 	return c;
 fail:
 	eng_err(t, ERR_CONNECT);
 	eng_count(&t->failed, 1);
-	if (c->fd >= 0)
-		close(c->fd);
+	if (c->open)
+		net_close(t->loop, c->conn);
 	free(c);
 	return NULL;
 }

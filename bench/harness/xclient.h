@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "net/net-t.h"
 #include "parser/xml-t.h"
 
 struct eng_thread;
@@ -44,13 +45,14 @@ struct xbuf {
 
 struct xc {
 	struct eng_thread *t;
-	int fd;
+	struct net_conn conn;   /* on t->loop while open */
+	uint8_t open;           /* conn is ours to close */
 	uint8_t state;
 	uint8_t raw;            /* speed-of-light forwarder: no XMPP handshake */
 	uint8_t secure;         /* TLS is up */
 	uint8_t authed;
 	uint8_t keep_tx;        /* keep the send buffers allocated between writes */
-	uint8_t want_out;       /* the socket said EAGAIN: wait for EPOLLOUT */
+	uint8_t want_out;       /* a short or refused write: wait for WRITABLE */
 	uint8_t in_dirty;
 	uint8_t dead_err;       /* enum bench_err + 1 of the close, 0: asked for */
 	uint32_t slot;          /* index in t->conns */
@@ -92,9 +94,9 @@ void xc_commit(struct xc *c, size_t n);
  * the enum bench_err that ended it (counted here). */
 void xc_close(struct xc *c, int err);
 
-/* Engine hooks: socket events, the write at the end of an iteration, and
- * freeing a dead connection. */
-void xc_on_event(struct xc *c, uint32_t events);
+/* Engine hooks: a loop event (NET_EV_CONNECTED, READABLE, WRITABLE), the
+ * write at the end of an iteration, and freeing a dead connection. */
+void xc_on_event(struct xc *c, int type);
 void xc_flush(struct xc *c);
 void xc_free(struct xc *c);
 

@@ -95,6 +95,11 @@ static void test_defaults(void **state)
 	assert_string_equal(o.json_path, "");
 	assert_string_equal(o.series_path, "");
 	assert_false(o.quiet);
+	assert_int_equal(o.transport, TRANSPORT_KERNEL);
+	assert_string_equal(o.eal, "--no-huge -m 512 --no-pci");
+	assert_string_equal(o.dpdk_port, "");
+	assert_string_equal(o.dpdk_address, "");
+	assert_int_equal(o.dpdk_idle_sleep_us, 100);
 
 	/* no arguments: the defaults pass the checks unchanged */
 	struct bench_opts p;
@@ -135,6 +140,11 @@ static const struct { const char *key, *val; } every[] = {
 	{ "json_path", "/tmp/a.json" },
 	{ "series_path", "/tmp/s.dat" },
 	{ "quiet", "true" },
+	{ "transport", "dpdk" },
+	{ "eal", "--no-huge -m 256 --file-prefix b" },
+	{ "dpdk_port", "net_memif0,role=client,socket=/tmp/m.sock" },
+	{ "dpdk_address", "198.18.0.2/15" },
+	{ "dpdk_idle_sleep_us", "0" },
 };
 #define NEVERY (sizeof(every) / sizeof(every[0]))
 
@@ -169,6 +179,11 @@ static void check_every(const struct bench_opts *o)
 	assert_string_equal(o->json_path, "/tmp/a.json");
 	assert_string_equal(o->series_path, "/tmp/s.dat");
 	assert_true(o->quiet);
+	assert_int_equal(o->transport, TRANSPORT_DPDK);
+	assert_string_equal(o->eal, "--no-huge -m 256 --file-prefix b");
+	assert_string_equal(o->dpdk_port, "net_memif0,role=client,socket=/tmp/m.sock");
+	assert_string_equal(o->dpdk_address, "198.18.0.2/15");
+	assert_int_equal(o->dpdk_idle_sleep_us, 0);
 }
 
 /* The test's table covers every key the parser knows. */
@@ -425,6 +440,12 @@ static void test_bad_values(void **state)
 	BAD("window: missing value", "--window");
 	BAD("file: missing value", "--file");
 	BAD("users: 10 is fewer than 2 * pairs", "--pairs", "6", "--users", "10");
+	BAD("transport: 'xdp' is not one of kernel|dpdk", "--transport", "xdp");
+	BAD("dpdk_port: transport dpdk needs a port", "--transport", "dpdk", "--dpdk-address", "198.18.0.2/15");
+	BAD("dpdk_address: transport dpdk needs an address", "--transport", "dpdk", "--dpdk-port", "net_memif0");
+	BAD("provision: ibr runs over kernel sockets", "--transport", "dpdk", "--dpdk-port", "net_memif0",
+	    "--dpdk-address", "198.18.0.2/15", "--provision", "ibr");
+	BAD("dpdk_idle_sleep_us:", "--dpdk-idle-sleep-us", "100001");
 }
 
 static void test_unknown(void **state)
