@@ -378,6 +378,8 @@ int main(int argc, char **argv)
 		goto out_auth;
 	}
 	hooks.im.serve = im_serve;
+	hooks.im.flush = im_flush;   /* group commit of offline messages */
+	a->im.group_commit = true;
 	hooks.im.arg = &a->im;
 	services_caps_ver(hooks.im.caps_ver, sizeof(hooks.im.caps_ver));
 	hooks.im.register_enabled = a->cfg.im.register_enabled != 0;

@@ -333,7 +333,7 @@ void im_serve(void *arg, uint64_t handle, const struct im_req *hdr, const char *
 		c.domain = ctx->cfg->vhost[hdr->vhost].domain;
 		c.domain_len = strlen(c.domain);
 	}
-	if (hdr->len && hdr->type != IM_REQ_UNACKED) {
+	if (hdr->len && hdr->type != IM_REQ_UNACKED && hdr->type != IM_REQ_SESSION_MOVED) {
 		if (xml_view_build(&ctx->view, NULL, stanza, hdr->len) < 0) {
 			log_warn("im: unparsable request stanza (%s)", xml_error_condition(ctx->view.err));
 			return;
@@ -360,6 +360,11 @@ void im_serve(void *arg, uint64_t handle, const struct im_req *hdr, const char *
 				c.to_kind = IM_TO_USER;
 		}
 	}
+	/* Group commit: only offline messages share the open batch; anything
+	 * else may write the store or read what the batch holds, so the batch
+	 * is committed first (router/hooks.h, im.flush). */
+	if (!(hdr->type == IM_REQ_STANZA && c.v && xml_slice_eq(xml_tok_local(c.v, 0), "message")))
+		offline_flush(ctx, out);
 	switch (hdr->type) {
 	case IM_REQ_SESSION_START:
 		serve_session_start(&c);
@@ -386,7 +391,27 @@ void im_serve(void *arg, uint64_t handle, const struct im_req *hdr, const char *
 	case IM_REQ_UNACKED:
 		offline_unacked(&c);
 		break;
+	case IM_REQ_SESSION_MOVED:
+		/* XEP-0198 resumption: what is kept by handle follows. */
+		if (hdr->len == sizeof(uint64_t) && handle) {
+			uint64_t old;
+			memcpy(&old, stanza, sizeof(old));
+			privacy_session_moved(&c, old);
+			offline_session_moved(&c, old);
+		}
+		break;
+	case IM_REQ_OFFLINE:
+		/* The resource's priority went non-negative (XEP-0160). */
+		offline_initial_presence(&c);
+		break;
 	}
+}
+
+void im_flush(void *arg, const struct im_out *out)
+{
+	struct im_ctx *ctx = arg;
+
+	offline_flush(ctx, out);
 }
 
 int im_purge_user(struct im_ctx *ctx, const char *bare, size_t len)

@@ -55,6 +55,8 @@ struct im_ctx {
 	struct store *store;
 	const struct server_config *cfg;   /* live configuration, borrowed */
 	time_t started;                    /* server start (XEP-0012 uptime) */
+	bool group_commit;                 /* im_flush is the router's flush hook: offline
+					    * messages of a burst share one commit */
 	struct roster_cache *roster;       /* roster.c */
 	struct offline_state *offline;     /* offline.c */
 	struct privacy_state *privacy;     /* privacy.c */
@@ -103,6 +105,9 @@ void im_free(struct im_ctx *ctx);
 /* The router's im.serve hook (arg: the struct im_ctx). */
 void im_serve(void *arg, uint64_t handle, const struct im_req *hdr, const char *jid, const char *stanza,
 	      const struct im_out *out);
+/* The router's im.flush hook: commit what the modules batched over a
+ * burst of requests (offline_flush). */
+void im_flush(void *arg, const struct im_out *out);
 
 /* ---- helpers for the modules (im.c) ----------------------------------- */
 
@@ -181,6 +186,12 @@ void last_session_end(struct im_call *c);
 bool last_get(struct im_ctx *ctx, const char *bare, size_t len, time_t *when, char *status, size_t cap,
 	      size_t *status_len);
 int offline_purge(struct im_ctx *ctx, const char *bare, size_t len);
+/* IM_REQ_SESSION_MOVED: c->handle replaces old for XEP-0013 tracking. */
+void offline_session_moved(struct im_call *c, uint64_t old);
+/* Commit the offline messages batched since the last flush (group commit,
+ * router/hooks.h im.flush). Any module that writes to the store, and
+ * anything that reads what offline.c wrote, calls it first. */
+void offline_flush(struct im_ctx *ctx, const struct im_out *out);
 /* XEP-0013 2.2, 2.3: services.c's disco#info and disco#items handlers call
  * these for a query whose node is OFFLINE_NODE (query: the token of the
  * <query/> element). They answer the iq themselves: to the own account
@@ -206,8 +217,7 @@ int privacy_purge(struct im_ctx *ctx, const char *bare, size_t len);
 /* IM_REQ_SESSION_END: forget the session's active list (XEP-0016). */
 void privacy_session_end(struct im_call *c);
 /* A session of c's user now lives under c->handle instead of old (XEP-0198
- * resumption on another worker): its active list moves with it. Nothing
- * calls this yet: the router posts no request when a session moves. */
+ * resumption): its active list moves with it (IM_REQ_SESSION_MOVED). */
 void privacy_session_moved(struct im_call *c, uint64_t old);
 /* For stanzas to bare that no session of it decides (offline storage,
  * subscription requests to a user with no session): what its default rules

@@ -56,6 +56,15 @@ struct flex_ent {
 	char bare[];
 };
 
+/* A message in the open batch: the error its sender gets if the batch
+ * does not commit (RFC 6121 8.5.2.2.1: a message not stored is not
+ * silently lost). */
+struct pend {
+	uint64_t handle;             /* the requesting session, 0: routed back */
+	char *err;
+	size_t len;
+};
+
 struct offline_state {
 	/* For stored stanzas (the request's own view, ctx->view, stays
 	 * untouched while a request is served). */
@@ -64,6 +73,13 @@ struct offline_state {
 	struct xml_ns *ns;
 	uint16_t *scope;
 	struct flex_ent *flex[FLEX_BUCKETS];
+	/* Group commit (ctx->group_commit): offline messages of one burst of
+	 * requests share one write batch, committed by offline_flush. */
+	struct store_txn batch;
+	bool batch_open;
+	const struct im_out *out;    /* of the requests in the batch */
+	struct pend *pend;
+	size_t npend, pend_cap;
 };
 
 /* ---- a growable output buffer ---------------------------------------------- */
@@ -372,6 +388,9 @@ void offline_free(struct im_ctx *ctx)
 
 	if (!os)
 		return;
+	if (os->batch_open)
+		offline_flush(ctx, os->out);
+	free(os->pend);
 	for (unsigned i = 0; i < FLEX_BUCKETS; i++) {
 		while (os->flex[i]) {
 			struct flex_ent *e = os->flex[i];
@@ -440,6 +459,21 @@ static void flex_remove_user(struct offline_state *os, const char *bare, size_t 
 				p = &(*p)->next;
 			}
 		}
+	}
+}
+
+void offline_session_moved(struct im_call *c, uint64_t old)
+{
+	struct offline_state *os = c->ctx->offline;
+
+	if (old == c->handle)
+		return;
+	for (struct flex_ent *e = os->flex[flex_bucket(old)]; e; e = e->next) {
+		if (e->handle != old)
+			continue;
+		flex_remove(os, old);
+		flex_add(os, c->handle, c->jid, c->bare_len);
+		return;
 	}
 }
 
@@ -643,6 +677,88 @@ void offline_initial_presence(struct im_call *c)
 
 /* ---- storing -------------------------------------------------------------------- */
 
+static void pend_clear(struct offline_state *os)
+{
+	for (size_t i = 0; i < os->npend; i++)
+		free(os->pend[i].err);
+	os->npend = 0;
+}
+
+/* The batch was lost: every message in it is answered with its error. */
+static void pend_fail(struct offline_state *os, const struct im_out *out)
+{
+	if (os->npend)
+		log_err("offline: %zu messages not stored (batch failed): their senders get errors", os->npend);
+	for (size_t i = 0; out && i < os->npend; i++) {
+		if (os->pend[i].handle)
+			out->to_session(out->srv, os->pend[i].handle, os->pend[i].err, os->pend[i].len);
+		else
+			out->route(out->srv, os->pend[i].err, os->pend[i].len);
+	}
+	pend_clear(os);
+}
+
+void offline_flush(struct im_ctx *ctx, const struct im_out *out)
+{
+	struct offline_state *os = ctx->offline;
+
+	if (!os || !os->batch_open)
+		return;
+	os->batch_open = false;
+	int rc = store_commit(&os->batch);
+	if (rc != STORE_OK) {
+		pend_fail(os, out);
+	} else if (os->npend > 1) {
+		log_debug("offline: %zu messages in one commit", os->npend);
+	}
+	pend_clear(os);
+}
+
+/* The batch offline messages go into (opened on first use). */
+static struct store_txn *batch_of(struct im_call *c, int *rc)
+{
+	struct offline_state *os = c->ctx->offline;
+
+	*rc = STORE_OK;
+	if (!os->batch_open) {
+		*rc = store_write_begin(c->ctx->store, &os->batch);
+		if (*rc != STORE_OK)
+			return NULL;
+		os->batch_open = true;
+		os->out = c->out;
+	}
+	return &os->batch;
+}
+
+/* Keep the error c's message gets if the batch fails. false: out of
+ * memory (the caller commits now instead). */
+static bool pend_add(struct im_call *c)
+{
+	struct offline_state *os = c->ctx->offline;
+	char buf[4096];
+	size_t n = im_build_error(c->v, "wait", "internal-server-error", buf, sizeof(buf));
+
+	if (os->npend == os->pend_cap) {
+		size_t cap = os->pend_cap ? os->pend_cap * 2 : 64;
+		struct pend *p = realloc(os->pend, cap * sizeof(*p));
+		if (!p)
+			return false;
+		os->pend = p;
+		os->pend_cap = cap;
+	}
+	char *e = n ? malloc(n) : NULL;
+	if (n && !e)
+		return false;
+	if (n)
+		memcpy(e, buf, n);
+	os->pend[os->npend].handle = c->handle;
+	os->pend[os->npend].err = e;
+	os->pend[os->npend].len = n;
+	if (n)
+		os->npend++;
+	return true;
+}
+
 void offline_message(struct im_call *c)
 {
 	struct im_ctx *ctx = c->ctx;
@@ -722,25 +838,39 @@ void offline_message(struct im_call *c)
 		return;
 	}
 	/* Count and append in one batch: the quota holds however requests
-	 * interleave. */
-	struct store_txn t;
+	 * interleave. With group commit the batch stays open for the rest of
+	 * the burst (offline_flush commits it, before the router posts the
+	 * XEP-0198 completions that acknowledge these messages); otherwise
+	 * it is committed here. */
+	struct offline_state *os = ctx->offline;
 	uint64_t n = 0, seq = 0;
-	int rc = store_write_begin(ctx->store, &t);
-	if (rc == STORE_OK) {
-		rc = store_queue_count(ctx->store, &t, STORE_T_OFFLINE, bare, blen, &n);
+	int rc;
+	struct store_txn *t = batch_of(c, &rc);
+	if (t) {
+		rc = store_queue_count(ctx->store, t, STORE_T_OFFLINE, bare, blen, &n);
 		if (rc == STORE_OK && n >= max) {
-			store_abort(&t);
 			ob_free(&msg);
 			log_info("offline: queue of %.*s full (%u): message refused", (int)blen, bare, max);
 			im_error(c, "cancel", "service-unavailable");
+			if (!ctx->group_commit)
+				offline_flush(ctx, c->out);
 			return;
 		}
 		if (rc == STORE_OK)
-			rc = store_queue_append(ctx->store, &t, STORE_T_OFFLINE, bare, blen, msg.p, msg.len, &seq);
-		if (rc == STORE_OK)
-			rc = store_commit(&t);
-		else
-			store_abort(&t);
+			rc = store_queue_append(ctx->store, t, STORE_T_OFFLINE, bare, blen, msg.p, msg.len, &seq);
+		if (rc != STORE_OK) {
+			/* The batch is spoilt: what it held is not stored either. */
+			store_abort(t);
+			os->batch_open = false;
+			pend_fail(os, c->out);
+		} else if (!ctx->group_commit || !pend_add(c)) {
+			/* Now, with whatever else the batch holds. */
+			os->batch_open = false;
+			rc = store_commit(t);
+			if (rc != STORE_OK)
+				pend_fail(os, c->out);
+			pend_clear(os);
+		}
 	}
 	ob_free(&msg);
 	if (rc != STORE_OK) {

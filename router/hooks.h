@@ -107,6 +107,18 @@ struct router_auth_hooks {
  * Every store write is committed before the answer that acknowledges it
  * (result iq, roster push) is posted: a change the client saw
  * acknowledged survives kill -9.
+ *
+ * XEP-0198 acknowledgements (section 4: 'handled' means the server took
+ * responsibility). A message stored offline has no answer of its own: the
+ * only thing that acknowledges it is the sender's <a h='...'/>. So a
+ * session with stream management marks each IM_REQ_STANZA it posts for one
+ * of its stanzas (ring flag MSGF_IM_CONFIRM, its position in im_req.sm_h);
+ * after serve returned (and after flush, when there is one) the router's
+ * control side posts a completion record (MSG_IM_DONE) back, and the
+ * session reports as handled only the stanzas before the oldest one
+ * whose request is not complete yet (router/sm.h). serve therefore commits
+ * what a request stores before it returns, or before flush returns when
+ * the module batches (see flush below).
  */
 
 /* What the router asks of the control thread (struct im_req.type). */
@@ -135,10 +147,13 @@ enum im_req_type {
 	 *     control plane answers <service-unavailable/>).
 	 * Answers (results, errors, pushes) go out through im_out. */
 	IM_REQ_STANZA,
-	/* The session sent its initial presence (jid: full JID). Deliver
-	 * pending subscription requests (RFC 6121 3.1.3) and, unless the
-	 * session uses XEP-0013, the offline messages (XEP-0160, with
-	 * XEP-0203 delay). */
+	/* The session sent its initial presence (jid: full JID; stanza:
+	 * that presence). Deliver pending subscription requests (RFC 6121
+	 * 3.1.3) and, unless the session uses XEP-0013 or the presence has a
+	 * negative priority (RFC 6121 8.5.2.1.1: such a resource gets no
+	 * messages for the bare JID; IM_REQ_OFFLINE follows when it goes
+	 * non-negative), the offline messages (XEP-0160, with XEP-0203
+	 * delay). */
 	IM_REQ_INITIAL_PRESENCE,
 	/* An iq on a stream that is not authenticated yet (jid empty):
 	 * XEP-0077 in-band registration. Answer with im_out.to_session. */
@@ -148,6 +163,19 @@ enum im_req_type {
 	 * go to offline storage (or to another available resource) so that
 	 * nothing the server accepted is lost. No answer. */
 	IM_REQ_UNACKED,
+	/* XEP-0198 resumption moved a session to a new handle (the
+	 * request's; jid: the full JID, unchanged). stanza: the old handle,
+	 * 8 bytes in host order (not XML). State the control plane keeps per
+	 * handle (the XEP-0016 active list, XEP-0013 flexible retrieval)
+	 * follows it. Posted after the routing table names the new handle.
+	 * No answer. */
+	IM_REQ_SESSION_MOVED,
+	/* A resource whose available presence had a negative priority (no
+	 * offline messages: RFC 6121 8.5.2.1.1, XEP-0160 section 3) now has
+	 * priority >= 0 (jid: full JID; stanza: that presence): deliver the
+	 * offline messages as IM_REQ_INITIAL_PRESENCE would, without the
+	 * subscription requests (those went at the initial presence). */
+	IM_REQ_OFFLINE,
 };
 
 /* The header of a MSG_IM_REQ record, followed by jid[jid_len] and
@@ -159,6 +187,8 @@ struct im_req {
 	uint32_t flags;        /* IM_SF_*: the session's flags when it posted */
 	uint32_t len;          /* stanza bytes */
 	uint8_t peer[20];      /* struct net_addr of the client (registration rate limits) */
+	uint32_t sm_h;         /* router-owned (XEP-0198): the position of the stanza that caused
+				* the request, echoed in its completion record; not for serve */
 };
 
 /* Session flags the control plane may read (im_req.flags) and set or
@@ -316,6 +346,15 @@ struct router_im_hooks {
 	 * alone). */
 	void (*serve)(void *arg, uint64_t handle, const struct im_req *hdr, const char *jid,
 		      const char *stanza, const struct im_out *out);
+	/* Control thread, optional (NULL: none). Called after a burst of
+	 * requests (every one the rings held when the control thread woke)
+	 * was served, before the router posts the XEP-0198 completions of
+	 * that burst: a module may keep one store write batch open across
+	 * the burst's requests (group commit: one durable commit instead of
+	 * one per request) and commit it here. serve must still commit
+	 * before it posts anything that acknowledges a write (a result, a
+	 * push), and before any write of another module. */
+	void (*flush)(void *arg, const struct im_out *out);
 	void *arg;
 	/* Any thread, read only after server_new: the XEP-0115 'ver' of the
 	 * server's disco#info (for <c/> in stream features), NUL-terminated;

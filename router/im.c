@@ -23,6 +23,7 @@
 #include "router/ring.h"
 #include "router/route.h"
 #include "router/router.h"
+#include "router/sm.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -80,6 +81,9 @@ struct im_sess {
 	uint64_t last_rx;
 	uint64_t ping_sent;       /* 0: no ping outstanding */
 	uint32_t ping_seq;
+	/* available at a negative priority since the initial presence: the
+	 * offline messages wait for priority >= 0 (IM_REQ_OFFLINE) */
+	bool offline_owed;
 };
 
 static _Thread_local char attr_buf[2 * ATTR_MAX];
@@ -387,7 +391,7 @@ static void hold(struct session *s, const struct iovec *iov, int n, const char *
 {
 	struct im_sess *im = s->im;
 	uint32_t max = cfg_of(s)->im.csi_max_held;
-	size_t len;
+	size_t len = 0;   /* set by iov_flatten; GCC cannot see it */
 
 	for (uint16_t i = 0; i < im->nheld; i++) {
 		struct im_held *h = &im->held[i];
@@ -627,7 +631,7 @@ static void probe_session(struct session *s, uint64_t h, uint16_t flags)
  * have a subscription to: online local ones answer from their sessions,
  * the others through the control plane (last unavailable presence). Our
  * own other available resources tell the new one about themselves. */
-static void initial_probes(struct session *s)
+static void initial_probes(struct session *s, int8_t prio, const struct iovec *pres, int npres)
 {
 	struct im_sess *im = s->im;
 	struct server *srv = s->w->srv;
@@ -658,7 +662,11 @@ static void initial_probes(struct session *s)
 	for (unsigned i = 0; own && i < own->nres; i++)
 		if (own->res[i].available && own->res[i].handle != self)
 			probe_session(s, own->res[i].handle, 0);
-	im_post_req(s->w, s, IM_REQ_INITIAL_PRESENCE, s->jid, s->jid_len, NULL, 0);
+	/* The presence goes along: offline messages only at priority >= 0
+	 * (RFC 6121 8.5.2.1.1; control/offline.c reads it), else later. */
+	if (!im_post_req(s->w, s, IM_REQ_INITIAL_PRESENCE, s->jid, s->jid_len, pres, npres))
+		im_post_req(s->w, s, IM_REQ_INITIAL_PRESENCE, s->jid, s->jid_len, NULL, 0);
+	im->offline_owed = prio < 0;
 }
 
 /* To every contact with a subscription 'from' (RFC 6121 4.2.2, 4.4.2,
@@ -740,8 +748,14 @@ void im_presence_broadcast(struct session *s, struct xml_view *v, bool avail, in
 	if (!avail && !was)
 		return;   /* unavailable before any available: nobody to tell */
 	contacts_broadcast(s, !avail);
-	if (avail && !was)
-		initial_probes(s);
+	if (avail && !was) {
+		initial_probes(s, prio, iov, n);
+	} else if (avail && prio >= 0 && im->offline_owed) {
+		/* Negative until now: the offline messages held back at the
+		 * initial presence (RFC 6121 8.5.2.1.1, XEP-0160 3). */
+		im->offline_owed = false;
+		im_post_req(s->w, s, IM_REQ_OFFLINE, s->jid, s->jid_len, iov, n);
+	}
 }
 
 void im_directed(struct session *s, bool avail, const char *to, size_t len)
@@ -825,11 +839,16 @@ bool im_post_req(struct worker *w, struct session *s, unsigned type, const char 
 	h.type = (uint8_t)type;
 	h.jid_len = (uint16_t)jid_len;
 	h.len = (uint32_t)len;
+	uint16_t rflags = 0;
 	if (s) {
 		h.vhost = s->vhost;
-		h.flags = s->im ? s->im->flags : 0;
+		h.flags = (s->im ? s->im->flags : 0) | (sm_enabled(s) ? IM_SF_SM : 0);
 		_Static_assert(sizeof(h.peer) >= sizeof(struct net_addr), "im_req.peer holds a net_addr");
 		memcpy(h.peer, &s->peer, sizeof(s->peer));
+		/* XEP-0198: a stanza the control plane keeps counts as handled
+		 * once it is committed (router/sm.h). */
+		if (type == IM_REQ_STANZA && s->sm && sm_confirm(s, &h.sm_h))
+			rflags = MSGF_IM_CONFIRM;
 	}
 	v[0].iov_base = &h;
 	v[0].iov_len = sizeof(h);
@@ -837,7 +856,7 @@ bool im_post_req(struct worker *w, struct session *s, unsigned type, const char 
 	v[1].iov_len = jid_len;
 	for (int i = 0; i < iovcnt; i++)
 		v[2 + i] = iov[i];
-	worker_post(w, w->srv->nworkers, MSG_IM_REQ, 0, s ? session_handle(s) : 0, v, 2 + iovcnt);
+	worker_post(w, w->srv->nworkers, MSG_IM_REQ, rflags, s ? session_handle(s) : 0, v, 2 + iovcnt);
 	return true;
 }
 
@@ -1281,7 +1300,13 @@ bool im_timer(struct session *s)
 	uint64_t now = net_now_ms();
 	if (im->ping_sent) {
 		if (now - im->ping_sent >= c->ping_timeout_ms) {
-			c2s_stream_error(s, "connection-timeout");
+			/* A resumable session (XEP-0198) is detached, not ended:
+			 * the client that vanished (a phone out of coverage) may
+			 * resume it (sm.c's session_close path). */
+			if (sm_resumable(s))
+				session_close(s, "no answer to the idle ping: detached");
+			else
+				c2s_stream_error(s, "connection-timeout");
 			return true;
 		}
 		session_timer(s, (uint32_t)(c->ping_timeout_ms - (now - im->ping_sent)));

@@ -46,6 +46,8 @@ enum msg_type {
 	MSG_TO_SESSION,   /* control → worker: arg = handle, bound or not; data = a complete stanza */
 	MSG_SM_RESUME,    /* worker → worker: arg = the old handle; XEP-0198 resumption request (sm.c) */
 	MSG_SM_MOVE,      /* worker → worker: arg = the resuming handle; the session state, or a refusal */
+	MSG_IM_DONE,      /* control → worker (or a moved session's worker → the new one's): arg = handle;
+			   * data = uint32_t im_req.sm_h of a served MSGF_IM_CONFIRM request (XEP-0198) */
 };
 
 /* Control → worker records larger than a ring record travel as fragments:
@@ -56,6 +58,9 @@ enum msg_type {
 /* MSG_STANZA flags: what the receiver needs if the destination is gone. */
 #define MSGF_BARE_FALLBACK 1u   /* a message that may go to other resources of the bare JID */
 #define MSGF_RETRIED       2u   /* already re-sent once after a stale handle */
+
+/* MSG_IM_REQ flags. */
+#define MSGF_IM_CONFIRM    1u   /* answer with MSG_IM_DONE once served (and flushed): XEP-0198 h */
 
 /* ---- buffers ------------------------------------------------------------ */
 

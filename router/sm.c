@@ -98,7 +98,50 @@ static void q_drop(struct sm *m, uint32_t n)
 		q_clear(m);   /* idle sessions hold no queue */
 }
 
+/* ---- positions waiting for the control thread (sm.h) ------------------------------- */
+
+static void w_clear(struct sm *m)
+{
+	mem_free(m->wait);
+	m->wait = NULL;
+	m->w_head = m->w_len = m->w_cap = 0;
+}
+
+static bool w_push(struct sm *m, uint32_t pos, uint32_t n)
+{
+	if (m->w_len == m->w_cap && m->w_head) {
+		memmove(m->wait, m->wait + m->w_head, (m->w_len - m->w_head) * sizeof(*m->wait));
+		m->w_len -= m->w_head;
+		m->w_head = 0;
+	}
+	if (m->w_len == m->w_cap) {
+		uint32_t cap = m->w_cap ? m->w_cap * 2 : 8;
+		struct sm_wait *p = mem_realloc(m->wait, cap * sizeof(*p));
+		if (!p)
+			return false;
+		m->wait = p;
+		m->w_cap = cap;
+	}
+	m->wait[m->w_len].pos = pos;
+	m->wait[m->w_len].n = n;
+	m->w_len++;
+	return true;
+}
+
+/* Nothing at or before position at is waiting. */
+static bool w_covers(const struct sm *m, uint32_t at)
+{
+	return m->w_head == m->w_len || (int32_t)(m->wait[m->w_head].pos - at) > 0;
+}
+
 /* ---- small helpers -------------------------------------------------------------- */
+
+static void send_a(struct session *s)
+{
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", sm_h_done(s->sm));
+	session_write(s, buf, (size_t)n);
+}
 
 static void send_r(struct session *s)
 {
@@ -366,6 +409,7 @@ struct sm_blob {
 	int8_t priority;
 	uint8_t vhost;
 	uint8_t pad[2];
+	uint32_t nwait;            /* struct sm_wait records after the queue */
 	uint64_t from;             /* the old handle (route_replace) */
 	uint64_t im_len;
 	uint64_t q_len;
@@ -435,7 +479,8 @@ static uint8_t *export(struct session *o, uint64_t to, size_t *len)
 
 	if (o->im && im_sess_export(o, &im, &im_len))
 		return NULL;
-	size_t total = sizeof(struct sm_blob) + o->jid_len + im_len + q_used(m);
+	size_t wbytes = (size_t)(m->w_len - m->w_head) * sizeof(struct sm_wait);
+	size_t total = sizeof(struct sm_blob) + o->jid_len + im_len + q_used(m) + wbytes;
 	uint8_t *b = mem_alloc(total);
 	if (!b) {
 		free(im);
@@ -445,7 +490,7 @@ static uint8_t *export(struct session *o, uint64_t to, size_t *len)
 		.h_in = m->h_in, .h_out = m->h_out, .acked = m->acked, .resume_ms = m->resume_ms,
 		.jid_len = o->jid_len, .bare_len = o->bare_len, .user_len = o->user_len,
 		.flags = (uint16_t)(o->flags & SF_AVAILABLE), .priority = o->priority, .vhost = o->vhost,
-		.from = session_handle(o), .im_len = im_len, .q_len = q_used(m),
+		.from = session_handle(o), .im_len = im_len, .q_len = q_used(m), .nwait = m->w_len - m->w_head,
 	};
 	memcpy(h.token, m->token, sizeof(h.token));
 	uint8_t *p = b;
@@ -458,12 +503,18 @@ static uint8_t *export(struct session *o, uint64_t to, size_t *len)
 	p += im_len;
 	if (q_used(m))
 		memcpy(p, m->q + m->q_head, q_used(m));
+	p += q_used(m);
+	if (wbytes)
+		memcpy(p, m->wait + m->w_head, wbytes);
 	free(im);
 	*len = total;
 
-	/* o forwards from now on; it leaves without a word (its state lives
-	 * on elsewhere): no presence, no leftovers, no IM session end. */
+	/* o forwards from now on (completions addressed to it too); it
+	 * leaves without a word (its state lives on elsewhere): no presence,
+	 * no leftovers, no IM session end. */
 	q_clear(m);
+	w_clear(m);
+	m->a_owed = false;
 	m->state = SM_MOVED;
 	m->moved_to = to;
 	if (o->im)
@@ -496,6 +547,8 @@ static void resume_failed(struct session *n, const char *condition)
 	send_failed(n, condition);
 }
 
+static void resumed(struct session *n);
+
 /* Take over the state in b (from export) into n: n is either the
  * resuming session (live: answer <resumed/>, resend, continue) or a new
  * session without a connection. Returns false if n got nothing. */
@@ -508,7 +561,9 @@ static bool adopt(struct session *n, const uint8_t *b, size_t blen, bool live)
 	const char *jid = (const char *)b + sizeof(h);
 	const uint8_t *im = b + sizeof(h) + h.jid_len;
 	const char *q = (const char *)im + h.im_len;
-	if (sizeof(h) + h.jid_len + h.im_len + h.q_len != blen || h.jid_len <= h.bare_len) {
+	const uint8_t *waits = (const uint8_t *)q + h.q_len;
+	if (sizeof(h) + h.jid_len + h.im_len + h.q_len + (size_t)h.nwait * sizeof(struct sm_wait) != blen ||
+	    h.jid_len <= h.bare_len) {
 		log_err("stream management: malformed session state dropped");
 		if (live)
 			resume_failed(n, "internal-server-error");
@@ -566,8 +621,24 @@ static bool adopt(struct session *n, const uint8_t *b, size_t blen, bool live)
 			m->q_len = m->q_cap = h.q_len;
 		}
 	}
+	w_clear(m);
+	for (uint32_t i = 0; i < h.nwait; i++) {
+		struct sm_wait wt;
+		memcpy(&wt, waits + i * sizeof(wt), sizeof(wt));
+		if (!w_push(m, wt.pos, wt.n))
+			log_err("stream management: out of memory: an acknowledgement of %.*s may come early",
+				(int)h.jid_len, jid);
+	}
 	if (h.im_len && im_sess_import(n, im, h.im_len))
 		log_err("stream management: IM state of %.*s lost on resumption", (int)h.jid_len, jid);
+	m->state = live ? SM_ACTIVE : SM_DETACHED;   /* IM_SF_SM from here */
+	if (im_enabled(w->srv)) {
+		/* The control plane keeps some state by handle (active privacy
+		 * list, XEP-0013): it follows (router/hooks.h). */
+		uint64_t old = h.from;
+		struct iovec oi = { &old, sizeof(old) };
+		im_post_req(w, n, IM_REQ_SESSION_MOVED, n->jid, n->jid_len, &oi, 1);
+	}
 
 	if (!live) {
 		m->state = SM_DETACHED;
@@ -585,10 +656,27 @@ static bool adopt(struct session *n, const uint8_t *b, size_t blen, bool live)
 	 * then everything still unacknowledged goes again. */
 	if (!ack(n, m->resume_h))
 		return true;
+	if (!w_covers(m, m->h_in)) {
+		/* Stanzas of the old stream are still with the control thread:
+		 * <resumed h/> waits for them (sm.h), and so does the input. */
+		m->resume_owed = true;
+		n->state = SS_AUTH_WAIT;
+		return true;
+	}
+	resumed(n);
+	return true;
+}
+
+/* <resumed/> and the queue again, on a session adopted live. */
+static void resumed(struct session *n)
+{
+	struct sm *m = n->sm;
+	const char *res = n->jid + n->bare_len + 1;
+	size_t rlen = (size_t)n->jid_len - n->bare_len - 1;
 	char buf[SM_ID_MAX + 128], id[SM_ID_MAX];
 	size_t il = make_id(m->token, res, rlen, id, sizeof(id));
-	int bl = snprintf(buf, sizeof(buf), "<resumed xmlns='" NS_SM "' h='%u' previd='%.*s'/>", m->h_in, (int)il,
-			  id);
+	int bl = snprintf(buf, sizeof(buf), "<resumed xmlns='" NS_SM "' h='%u' previd='%.*s'/>", sm_h_done(m),
+			  (int)il, id);
 	session_write(n, buf, (size_t)bl);
 	for (size_t off = m->q_head; off < m->q_len;) {
 		const char *p;
@@ -596,13 +684,12 @@ static bool adopt(struct session *n, const uint8_t *b, size_t blen, bool live)
 		off = q_rec(m->q, off, &p, &l);
 		struct iovec iov = { (void *)p, l };
 		session_writev(n, &iov, 1);
-		stat_add(&w->st.stanzas_out, 1);
+		stat_add(&n->w->st.stanzas_out, 1);
 	}
 	if (q_used(m) && !session_dead(n))
 		send_r(n);
 	log_debug("session %u: resumed %.*s (h_in %u, %u resent)", n->slot, (int)n->jid_len, n->jid, m->h_in,
 		  m->h_out - m->acked);
-	return true;
 }
 
 static void handle_resume(struct session *s, struct xml_view *v)
@@ -706,7 +793,7 @@ void sm_record(struct worker *w, const struct ring_rec *rec)
 		adopt(n, mv.blob, mv.len, true);
 		if (!session_dead(n) && n->state == SS_OPEN)
 			c2s_resume_input(n);
-		else if (!session_dead(n) && n->state == SS_AUTH_WAIT) {
+		else if (!session_dead(n) && n->state == SS_AUTH_WAIT && !(n->sm && n->sm->resume_owed)) {
 			n->state = SS_OPEN;   /* adoption refused: it may bind */
 			c2s_resume_input(n);
 		}
@@ -744,9 +831,13 @@ void sm_nonza(struct session *s, struct xml_view *v)
 
 	if (xml_slice_eq(local, "r")) {
 		if (m && m->state == SM_ACTIVE) {
-			char buf[64];
-			int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", m->h_in);
-			session_write(s, buf, (size_t)n);
+			if (w_covers(m, m->h_in)) {
+				send_a(s);
+			} else {
+				/* Answered when what it covers is committed (sm.h). */
+				m->a_owed = true;
+				m->a_at = m->h_in;
+			}
 		}
 		return;
 	}
@@ -862,6 +953,11 @@ bool sm_close(struct session *s)
 			drop_connection(s);
 			m->state = SM_DETACHED;
 			m->r_pending = false;
+			m->a_owed = false;
+			if (m->resume_owed) {
+				m->resume_owed = false;
+				s->state = SS_OPEN;
+			}
 			m->deadline = net_now_ms() + m->resume_ms;
 			log_debug("session %.*s detached, resumable for %u ms", (int)s->jid_len, s->jid, m->resume_ms);
 			return true;
@@ -915,6 +1011,73 @@ void sm_free(struct session *s)
 	if (!s->sm)
 		return;
 	q_clear(s->sm);
+	w_clear(s->sm);
 	mem_free(s->sm);
 	s->sm = NULL;
+}
+
+/* ---- completions from the control thread ----------------------------------------------------------- */
+
+bool sm_confirm(struct session *s, uint32_t *pos)
+{
+	struct sm *m = s->sm;
+
+	if (!m || m->state != SM_ACTIVE)
+		return false;
+	if (m->w_len > m->w_head && m->wait[m->w_len - 1].pos == m->h_in)
+		m->wait[m->w_len - 1].n++;
+	else if (!w_push(m, m->h_in, 1))
+		return false;   /* out of memory: counted at once, as before */
+	*pos = m->h_in;
+	return true;
+}
+
+void sm_done(struct session *s, uint32_t pos)
+{
+	struct sm *m = s->sm;
+	struct worker *w = s->w;
+
+	if (!m)
+		return;
+	if (m->state == SM_MOVED) {
+		/* Posted before the move: the session lives on elsewhere. */
+		if (handle_worker(m->moved_to) != w->id) {
+			struct iovec iov = { &pos, sizeof(pos) };
+			worker_post(w, handle_worker(m->moved_to), MSG_IM_DONE, 0, m->moved_to, &iov, 1);
+		} else {
+			struct session *d = worker_session(w, m->moved_to);
+			if (d && d != s)
+				sm_done(d, pos);
+		}
+		return;
+	}
+	for (uint32_t i = m->w_head; i < m->w_len; i++) {
+		if (m->wait[i].pos != pos)
+			continue;
+		if (--m->wait[i].n == 0) {
+			if (i == m->w_head) {
+				m->w_head++;
+			} else {
+				memmove(m->wait + i, m->wait + i + 1, (m->w_len - i - 1) * sizeof(*m->wait));
+				m->w_len--;
+			}
+		}
+		break;
+	}
+	if (m->w_head == m->w_len)
+		m->w_head = m->w_len = 0;
+	if (m->state != SM_ACTIVE || session_dead(s) || sm_detached(s))
+		return;
+	if (m->resume_owed && w_covers(m, m->h_in)) {
+		m->resume_owed = false;
+		s->state = SS_OPEN;
+		resumed(s);
+		if (!session_dead(s) && s->state == SS_OPEN)
+			c2s_resume_input(s);
+		return;
+	}
+	if (m->a_owed && w_covers(m, m->a_at)) {
+		m->a_owed = false;
+		send_a(s);
+	}
 }

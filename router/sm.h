@@ -42,6 +42,28 @@
  * new detached session on N's worker (session_new_detached): nothing is
  * dropped on the way.
  *
+ * Handled means committed (XEP-0198 section 4: the server accepted
+ * responsibility). Most stanzas are done when the worker has routed or
+ * answered them, but one the worker hands to the control thread as
+ * IM_REQ_STANZA (a message stored offline, a subscription request kept
+ * for later) is done only when the control thread has served it, and its
+ * store write is committed (router/hooks.h). Such a request carries the
+ * stanza's position (h_in after counting it) and asks for a completion
+ * record (MSGF_IM_CONFIRM → MSG_IM_DONE); the positions still waiting
+ * are kept in order in `wait` (one entry per position, with a count: one
+ * stanza may post several requests). What the session reports - <a/>,
+ * <resumed/> - is sm_h_done: h_in while nothing waits, else the position
+ * before the oldest waiting one. The rings are FIFO, so completions come
+ * back in order, except around a resumption onto another worker (the old
+ * slot forwards the completions addressed to it): they are matched by
+ * position, not by order. An <r/> that arrives while positions at or
+ * before its own wait is answered when the last of them completes (the
+ * client gets its <a/>, late by a store commit, never one that claims
+ * too much); a <resume/> likewise waits for them before <resumed/>, so
+ * that the client neither resends what was kept nor loses what was not.
+ * The hot path (a message to an online session) posts no request and
+ * waits for nothing.
+ *
  * Leftovers: a session with SM that ends for good (clean close, stream
  * error, kick, shutdown, expiry while detached) posts its unacknowledged
  * stanzas to the control thread as IM_REQ_UNACKED (router/hooks.h) before
@@ -70,6 +92,12 @@ enum sm_state {
 	SM_MOVED,
 };
 
+/* Positions of stanzas whose control-plane requests are not complete. */
+struct sm_wait {
+	uint32_t pos;                /* h_in when the stanza was counted */
+	uint32_t n;                  /* requests outstanding for it */
+};
+
 /* Per session, allocated by <enable/> (or <resume/>), freed with the
  * session. Worker thread only. */
 struct sm {
@@ -78,6 +106,9 @@ struct sm {
 	bool r_pending;              /* our <r/> is unanswered */
 	bool released;               /* DETACHED/MOVED: TLS and buffers freed */
 	bool cut;                    /* over a limit: ended at the next timer */
+	bool a_owed;                 /* an <r/> waits for completions up to a_at */
+	bool resume_owed;            /* <resumed/> waits for every completion */
+	uint32_t a_at;               /* h_in when that <r/> arrived */
 	uint32_t h_in;               /* client stanzas handled */
 	uint32_t h_out;              /* stanzas sent (the send count) */
 	uint32_t acked;              /* the client's last h */
@@ -91,6 +122,9 @@ struct sm {
 	 * length, then the bytes) in q[q_head..q_len). */
 	char *q;
 	size_t q_head, q_len, q_cap;
+	/* Waiting positions, oldest first: wait[w_head..w_len). */
+	struct sm_wait *wait;
+	uint32_t w_head, w_len, w_cap;
 };
 
 /* A session whose connection is gone (DETACHED or MOVED). */
@@ -111,6 +145,19 @@ static inline bool sm_enabled(const struct session *s)
 	return s->sm && s->sm->state >= SM_ACTIVE;
 }
 
+/* A resumable session on a live stream: a connection it loses (or an
+ * idle-ping timeout) detaches it instead of ending it. */
+static inline bool sm_resumable(const struct session *s)
+{
+	return s->sm && s->sm->resume && s->sm->state == SM_ACTIVE;
+}
+
+/* The h the session reports: the client stanzas handled and committed. */
+static inline uint32_t sm_h_done(const struct sm *m)
+{
+	return m->w_head == m->w_len ? m->h_in : m->wait[m->w_head].pos - 1;
+}
+
 /* ---- c2s.c ---------------------------------------------------------------- */
 
 struct xmlw;
@@ -129,7 +176,17 @@ static inline void sm_handled(struct session *s)
 		s->sm->h_in++;
 }
 
+/* ---- im.c ----------------------------------------------------------------- */
+
+/* The session posts an IM_REQ_STANZA for the client stanza being handled:
+ * true (and *pos, for im_req.sm_h) if the request must confirm its
+ * completion before the stanza counts as handled. */
+bool sm_confirm(struct session *s, uint32_t *pos);
+
 /* ---- worker.c ------------------------------------------------------------- */
+
+/* A MSG_IM_DONE for s: the request for position pos is complete. */
+void sm_done(struct session *s, uint32_t pos);
 
 /* session_stanza for a session with s->sm: count, keep, write (or only
  * keep while detached, or forward once moved). */

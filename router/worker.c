@@ -586,6 +586,14 @@ static void rings_dispatch(struct worker *w, const struct ring_rec *rec)
 	if (!s)
 		return;
 	switch (rec->type) {
+	case MSG_IM_DONE: {
+		uint32_t pos;
+		if (rec->len == sizeof(pos) && s->sm) {
+			memcpy(&pos, rec->data, sizeof(pos));
+			sm_done(s, pos);
+		}
+		break;
+	}
 	case MSG_IM_EV:
 		if (s->im)
 			im_event(s, rec->flags & ~RECF_MORE, rec->data, rec->len);
@@ -903,6 +911,8 @@ static void *worker_main(void *arg)
 
 /* ---- the server ------------------------------------------------------------ */
 
+static void ctl_state_free(struct server *srv);
+
 static unsigned online_cpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1107,7 +1117,7 @@ void server_free(struct server *srv)
 		sbuf_drop(&w->ctl_frag, w->ctl_frag.len);
 	}
 	free(srv->workers);
-	free(srv->ctl);
+	ctl_state_free(srv);
 	sbuf_pool_drain();   /* a test thread that drove sessions itself */
 	free(srv->rings);
 	free(srv->ring_mem);
@@ -1175,6 +1185,13 @@ struct ctl_state {
 	struct jid to;
 	char jid[JID_MAX + 1];
 	bool *pending;                 /* per worker: records reserved, not yet published */
+	/* XEP-0198 completions of this burst (MSGF_IM_CONFIRM requests),
+	 * posted after im.flush: handle, position. */
+	struct ctl_done {
+		uint64_t handle;
+		uint32_t pos;
+	} *done;
+	size_t ndone, done_cap;
 };
 
 /* Post one record to worker wk from the control thread, in fragments when
@@ -1340,6 +1357,14 @@ static size_t im_out_kick(void *arg, const char *jid, size_t len, const char *co
 	return server_kick(arg, jid, len, condition);
 }
 
+static void ctl_state_free(struct server *srv)
+{
+	if (srv->ctl)
+		free(srv->ctl->done);
+	free(srv->ctl);
+	srv->ctl = NULL;
+}
+
 /* Lazily, on the control thread: the state im.serve needs. */
 static struct ctl_state *ctl_state(struct server *srv)
 {
@@ -1404,6 +1429,53 @@ static void ctl_im_request(struct server *srv, const struct ring_rec *rec)
 	free(jid);
 }
 
+/* A MSGF_IM_CONFIRM request was served: its completion goes out after
+ * the burst's flush (router/hooks.h). */
+static void ctl_done_add(struct server *srv, const struct ring_rec *rec)
+{
+	struct ctl_state *c = ctl_state(srv);
+	struct im_req hdr;
+
+	if (!c || rec->len < sizeof(hdr) || !rec->arg || handle_worker(rec->arg) >= srv->nworkers)
+		return;
+	memcpy(&hdr, rec->data, sizeof(hdr));
+	if (c->ndone == c->done_cap) {
+		size_t cap = c->done_cap ? c->done_cap * 2 : 64;
+		struct ctl_done *d = realloc(c->done, cap * sizeof(*d));
+		if (!d) {
+			/* Later than the flush is never early: post it now. */
+			if (srv->hooks->im.flush)
+				srv->hooks->im.flush(srv->hooks->im.arg, &c->out);
+			struct iovec iov = { &hdr.sm_h, sizeof(hdr.sm_h) };
+			ctl_post(srv, handle_worker(rec->arg), MSG_IM_DONE, 0, rec->arg, &iov, 1);
+			return;
+		}
+		c->done = d;
+		c->done_cap = cap;
+	}
+	c->done[c->ndone].handle = rec->arg;
+	c->done[c->ndone].pos = hdr.sm_h;
+	c->ndone++;
+}
+
+/* End of a burst: the hook commits what it batched, then the completions
+ * that acknowledge it go out. */
+static void ctl_burst_end(struct server *srv)
+{
+	struct ctl_state *c = srv->ctl;
+
+	if (!c)
+		return;
+	if (srv->hooks->im.flush)
+		srv->hooks->im.flush(srv->hooks->im.arg, &c->out);
+	for (size_t i = 0; i < c->ndone; i++) {
+		struct iovec iov = { &c->done[i].pos, sizeof(c->done[i].pos) };
+		ctl_post(srv, handle_worker(c->done[i].handle), MSG_IM_DONE, 0, c->done[i].handle, &iov, 1);
+	}
+	c->ndone = 0;
+	ctl_publish(srv);
+}
+
 size_t server_ctl_process(struct server *srv)
 {
 	unsigned n = srv->nworkers;
@@ -1438,8 +1510,11 @@ size_t server_ctl_process(struct server *srv)
 				memcpy(d, ans, alen);
 				posted = true;
 				served++;
-			} else if (rec->type == MSG_IM_REQ && srv->hooks->im.serve) {
-				ctl_im_request(srv, rec);
+			} else if (rec->type == MSG_IM_REQ) {
+				if (srv->hooks->im.serve)
+					ctl_im_request(srv, rec);
+				if (rec->flags & MSGF_IM_CONFIRM)
+					ctl_done_add(srv, rec);
 				served++;
 			}
 			ring_sc_next(in, rec);
@@ -1450,6 +1525,7 @@ size_t server_ctl_process(struct server *srv)
 		if (srv->ctl)
 			ctl_publish(srv);
 	}
+	ctl_burst_end(srv);
 	free(ans);
 	route_thread_quiescent();
 	return served;

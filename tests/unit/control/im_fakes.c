@@ -177,6 +177,8 @@ WEAK void last_session_end(struct im_call *c) {}
 WEAK bool last_get(struct im_ctx *ctx, const char *bare, size_t len, time_t *when, char *status, size_t cap,
 		   size_t *status_len) { return false; }
 WEAK int offline_purge(struct im_ctx *ctx, const char *bare, size_t len) { return 0; }
+WEAK void offline_session_moved(struct im_call *c, uint64_t old) {}
+WEAK void offline_flush(struct im_ctx *ctx, const struct im_out *out) {}
 WEAK void offline_disco_info(struct im_call *c, uint32_t query)
 {
 	fake_offline_info_calls++;

@@ -417,6 +417,87 @@ static void test_flex_stale(void **state)
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
 }
 
+/* A negative initial presence got nothing (test_flood_in_order); when the
+ * resource goes non-negative the router posts IM_REQ_OFFLINE: the flood
+ * comes then, and pending subscription requests are not asked for again. */
+static void test_offline_after_priority(void **state)
+{
+	struct fx *f = *state;
+
+	msg(f, JULIET, "chat", "late");
+	fx_req(f, IM_REQ_INITIAL_PRESENCE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
+	       "<presence from='" JULIET "/balcony'><priority>-1</priority></presence>");
+	assert_int_equal(f->n, 0);
+	fx_req(f, IM_REQ_OFFLINE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
+	       "<presence from='" JULIET "/balcony'><priority>0</priority></presence>");
+	assert_int_equal(count_kind(f, P_EVENT), 1);
+	assert_non_null(strstr(f->p[0].data + sizeof(struct im_send_hdr), "<body>late</body>"));
+	assert_int_equal(fx_queue_len(f, JULIET), 0);
+}
+
+/* XEP-0198 resumption gives a XEP-0013 session a new handle
+ * (IM_REQ_SESSION_MOVED): the flex state follows, so the session's end
+ * under the new handle ends it, and the next resource gets the flood. */
+static void test_flex_moved(void **state)
+{
+	struct fx *f = *state;
+	struct im_call c;
+	struct im_req h;
+
+	msg(f, JULIET, "chat", "m0");
+	call_on(f, &c, &h, 20, JULIET "/pda", 0,
+		"<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info' "
+		"node='http://jabber.org/protocol/offline'/></iq>", IM_TO_SELF);
+	offline_disco_info(&c, c.v->info.child);
+	fx_clear(f);
+	uint64_t old = 20;
+	memset(&h, 0, sizeof(h));
+	h.type = IM_REQ_SESSION_MOVED;
+	h.jid_len = (uint16_t)strlen(JULIET "/pda");
+	h.len = sizeof(old);
+	im_serve(&f->im, 30, &h, JULIET "/pda", (const char *)&old, &f->out);
+	assert_int_equal(f->n, 0);
+	/* Still one flex session of the user: no flood elsewhere. */
+	fx_req(f, IM_REQ_INITIAL_PRESENCE, 40, JULIET "/laptop", IM_SF_AVAILABLE, NULL);
+	assert_int_equal(f->n, 0);
+	/* It ends, under its new handle, while the laptop stays. */
+	f->avail = 1;
+	fx_req(f, IM_REQ_SESSION_END, 30, JULIET "/pda", IM_SF_OFFLINE_FLEX, "<presence type='unavailable'/>");
+	fx_clear(f);
+	fx_req(f, IM_REQ_INITIAL_PRESENCE, 41, JULIET "/phone", IM_SF_AVAILABLE, NULL);
+	assert_int_equal(count_kind(f, P_EVENT), 1);
+	assert_int_equal(fx_queue_len(f, JULIET), 0);
+}
+
+/* Group commit: the offline messages of a burst share one batch, visible
+ * (and durable) after im_flush; the quota counts what the batch holds; a
+ * request other than an offline message commits the batch first (here an
+ * initial presence, which must see the messages). */
+static void test_group_commit(void **state)
+{
+	struct fx *f = *state;
+
+	f->im.group_commit = true;
+	f->cfg->im.offline_max = 3;
+	msg(f, JULIET, "chat", "g1");
+	msg(f, JULIET, "chat", "g2");
+	assert_int_equal(f->n, 0);
+	assert_int_equal(fx_queue_len(f, JULIET), 0);   /* not committed yet */
+	im_flush(&f->im, &f->out);
+	assert_int_equal(fx_queue_len(f, JULIET), 2);
+	msg(f, JULIET, "chat", "g3");
+	msg(f, JULIET, "chat", "g4");
+	assert_error(f, "service-unavailable");         /* the batch's g3 counted */
+	assert_non_null(strstr(f->p[0].data, "id='m-g4'"));
+	fx_clear(f);
+	fx_req(f, IM_REQ_INITIAL_PRESENCE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
+	       "<presence from='" JULIET "/balcony'/>");
+	assert_int_equal(count_kind(f, P_EVENT), 3);
+	assert_int_equal(fx_queue_len(f, JULIET), 0);
+	im_flush(&f->im, &f->out);   /* nothing open: nothing happens */
+	assert_int_equal(count_kind(f, P_EVENT), 3);
+}
+
 static void test_unacked(void **state)
 {
 	struct fx *f = *state;
@@ -562,6 +643,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flood_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flex, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flex_stale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_offline_after_priority, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flex_moved, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unacked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_last, setup, teardown),
 	};

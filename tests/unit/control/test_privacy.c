@@ -528,18 +528,11 @@ static void test_active_per_session(void **state)
 	assert_result("act2");
 	iq(f, H2, JUL2, "set", "rm3", Q("<list name='b'/>"));
 	assert_error("rm3", "<conflict");
-	/* Moved (XEP-0198 resumption): the active list follows the handle. */
-	struct im_call mc;
-	struct im_req mr = { .type = IM_REQ_SESSION_END, .jid_len = (uint16_t)strlen(JUL1) };
-	memset(&mc, 0, sizeof(mc));
-	mc.ctx = &f->ctx;
-	mc.out = &fake_out;
-	mc.req = &mr;
-	mc.jid = JUL1;
-	mc.jid_len = strlen(JUL1);
-	mc.bare_len = strlen(JUL);
-	mc.handle = 0x9009;
-	privacy_session_moved(&mc, H1);
+	/* Moved (XEP-0198 resumption, IM_REQ_SESSION_MOVED with the old
+	 * handle): the active list follows the handle. */
+	uint64_t old = H1;
+	struct im_req mr = { .type = IM_REQ_SESSION_MOVED, .jid_len = (uint16_t)strlen(JUL1), .len = sizeof(old) };
+	im_serve(&f->ctx, 0x9009, &mr, JUL1, (const char *)&old, &fake_out);
 	fx_request(f, IM_REQ_SESSION_END, H1, JUL1, "<presence type='unavailable'/>");
 	iq(f, H2, JUL2, "set", "rm4", Q("<list name='b'/>"));
 	assert_error("rm4", "<conflict");

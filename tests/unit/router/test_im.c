@@ -1275,6 +1275,46 @@ static void test_presence_broadcast(void **state)
 	assert_string_equal(cli_take(b), "");   /* no second unavailable */
 }
 
+/* RFC 6121 8.5.2.1.1, XEP-0160 3: offline messages go to a resource with
+ * priority >= 0 only. The initial presence carries its stanza (the
+ * control plane reads the priority); when a resource that started
+ * negative goes non-negative, IM_REQ_OFFLINE follows, once. */
+static void test_negative_priority_offline(void **state)
+{
+	(void)state;
+	struct cli *a = login(0, "alice", "secret", "r1", false);
+	struct cli *b = login(1, "alice", "secret", "r2", false);
+
+	cli_send(a, "<presence><priority>-1</priority></presence>");
+	pump();
+	struct req *r = req_of(IM_REQ_INITIAL_PRESENCE, "alice@" DOMAIN "/r1");
+	assert_non_null(r);
+	HAS(r->stanza, "<priority>-1</priority>");
+	expect_attr(r->stanza, "from", "alice@" DOMAIN "/r1");
+	assert_int_equal(req_count(IM_REQ_OFFLINE), 0);
+	cli_send(a, "<presence><priority>-5</priority><show>away</show></presence>");
+	pump();
+	assert_int_equal(req_count(IM_REQ_OFFLINE), 0);
+	assert_int_equal(req_count(IM_REQ_INITIAL_PRESENCE), 1);
+	cli_send(a, "<presence><priority>0</priority></presence>");
+	pump();
+	assert_int_equal(req_count(IM_REQ_OFFLINE), 1);
+	r = req_of(IM_REQ_OFFLINE, "alice@" DOMAIN "/r1");
+	assert_non_null(r);
+	HAS(r->stanza, "<priority>0</priority>");
+	cli_send(a, "<presence><priority>-1</priority></presence><presence><priority>3</priority></presence>");
+	pump();
+	assert_int_equal(req_count(IM_REQ_OFFLINE), 1);
+
+	/* Non-negative from the start: the initial presence is enough. */
+	cli_send(b, "<presence><priority>2</priority></presence>");
+	pump();
+	r = req_of(IM_REQ_INITIAL_PRESENCE, "alice@" DOMAIN "/r2");
+	assert_non_null(r);
+	HAS(r->stanza, "<priority>2</priority>");
+	assert_int_equal(req_count(IM_REQ_OFFLINE), 1);
+}
+
 /* A session that drops while available: unavailable to its contacts. */
 static void test_presence_disconnect(void **state)
 {
@@ -1869,6 +1909,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bind_no_account, fx_setup, fx_teardown),
 		cmocka_unit_test_prestate_setup_teardown(test_preauth_register, fx_setup, fx_teardown, &with_register),
 		cmocka_unit_test_setup_teardown(test_presence_broadcast, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_negative_priority_offline, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_presence_disconnect, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_presence_own_resources, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_directed_presence, fx_setup, fx_teardown),

@@ -227,11 +227,13 @@ struct tweak {
 	uint32_t max_auth_failures;
 	uint32_t sm_resume_ms;
 	uint32_t sm_max_unacked;
+	uint32_t ping_ms;        /* XEP-0199 idle and timeout, both */
 };
 
 /* What the control thread was asked (the im hook below records it). */
 struct req {
 	uint8_t type;
+	uint32_t flags;       /* im_req.flags: IM_SF_* */
 	uint64_t handle;
 	char jid[128];
 	char *stanza;         /* NUL-terminated copy */
@@ -255,6 +257,7 @@ static void test_serve(void *arg, uint64_t handle, const struct im_req *hdr, con
 		return;
 	struct req *r = &reqs[nreqs++];
 	r->type = hdr->type;
+	r->flags = hdr->flags;
 	r->handle = handle;
 	snprintf(r->jid, sizeof(r->jid), "%s", jid);
 	r->len = hdr->len;
@@ -354,6 +357,7 @@ static int fx_setup(void **state)
 			c->header_timeout_ms = tw->header_timeout_ms;
 		if (tw->max_auth_failures)
 			c->max_auth_failures = tw->max_auth_failures;
+		c->im.ping_idle_ms = c->im.ping_timeout_ms = tw->ping_ms;
 	}
 
 	F->srv = server_new(c, F->tls, &F->hooks, err, sizeof(err));
@@ -1616,6 +1620,199 @@ static void test_resume_large_queue(void **state)
 	assert_true(cli_alive(a2));
 }
 
+/* ---- handled means committed (XEP-0198 section 4) ------------------------------- */
+
+/* The workers and the clients, without the control thread. */
+static void step_workers(void)
+{
+	for (int r = 0; r < 3; r++) {
+		for (unsigned i = 0; i < NWORKERS; i++)
+			router_worker_step(&F->srv->workers[i]);
+		for (unsigned i = 0; i < F->nclients; i++) {
+			cli_alive(F->clients[i]);
+			cli_pull(F->clients[i]);
+		}
+	}
+}
+
+/* The request of type for jid, the last one. */
+static const struct req *last_req(uint8_t type, const char *jid)
+{
+	for (unsigned i = nreqs; i-- > 0;)
+		if (reqs[i].type == type && !strcmp(reqs[i].jid, jid))
+			return &reqs[i];
+	return NULL;
+}
+
+/* A message for a user without a session goes to the control thread
+ * (offline storage): it counts as handled only once the control thread
+ * served it, so an <r/> behind it waits for that; a stanza the worker
+ * answers itself behind it does not pass it; with nothing waiting <r/> is
+ * answered at once. The requests carry IM_SF_SM once SM is on. */
+static void test_ack_after_commit(void **state)
+{
+	(void)state;
+	struct cli *a = login(0, "alice", "secret", "r1", true);
+	const struct req *q = last_req(IM_REQ_INITIAL_PRESENCE, "alice@" DOMAIN "/r1");
+
+	assert_non_null(q);
+	assert_int_equal(q->flags & IM_SF_SM, 0);
+	cli_take(a);
+	sm_enable(a, false, NULL, 0);
+	cli_send(a, "<message to='bob@" DOMAIN "' type='chat'><body>kept</body></message><r xmlns='" NS_SM "'/>");
+	step_workers();
+	HASNT(cli_take(a), "<a ");
+	assert_int_equal(a->s->sm->h_in, 1);
+	cli_send(a, "<iq type='get' id='p1' to='" DOMAIN "'><ping xmlns='urn:xmpp:ping'/></iq><r xmlns='" NS_SM "'/>");
+	step_workers();
+	const char *t = cli_take(a);
+	HAS(t, "id='p1'");
+	HASNT(t, "<a ");
+	assert_int_equal(server_ctl_process(F->srv), 1);
+	q = last_req(IM_REQ_STANZA, "alice@" DOMAIN "/r1");
+	assert_non_null(q);
+	HAS(q->stanza, "<body>kept</body>");
+	assert_int_equal(q->flags & IM_SF_SM, IM_SF_SM);
+	step_workers();
+	t = cli_take(a);
+	assert_int_equal(count(t, "<a "), 1);
+	HAS(t, "<a xmlns='" NS_SM "' h='2'/>");
+	cli_send(a, "<r xmlns='" NS_SM "'/>");
+	step_workers();
+	assert_string_equal(cli_take(a), "<a xmlns='" NS_SM "' h='2'/>");
+	assert_int_equal(a->s->sm->w_head, a->s->sm->w_len);
+}
+
+/* The connection drops while a stanza is with the control thread; the
+ * resumption (through the rings, from the other worker) answers
+ * <resumed/> only once it is committed, with the h that covers it, and the
+ * input behind <resume/> waits until then. The control plane is told the
+ * session moved, with the old handle (IM_REQ_SESSION_MOVED). */
+static void test_resume_after_commit(void **state)
+{
+	(void)state;
+	struct cli *a = login(0, "alice", "secret", "r1", true);
+	char id[2048], el[2300];
+
+	sm_enable(a, true, id, sizeof(id));
+	struct cli *a2 = cli_open(1, L_STARTTLS);
+	do_starttls(a2);
+	do_auth(a2, "alice", "secret");
+	uint64_t h_old = route_of("alice@" DOMAIN, "r1", NULL);
+	reqs_clear();
+
+	cli_send(a, "<message to='bob@" DOMAIN "' type='chat'><body>kept</body></message>");
+	step_workers();
+	c2s_eof(a->s);
+	step_workers();
+	snprintf(el, sizeof(el), "<resume xmlns='" NS_SM "' previd='%s' h='0'/><r xmlns='" NS_SM "'/>", id);
+	cli_send(a2, el);
+	step_workers();
+	assert_string_equal(cli_take(a2), "");
+	assert_int_equal(route_of("alice@" DOMAIN, "r1", NULL), session_handle(a2->s));
+
+	pump();
+	const char *t = cli_take(a2);
+	char want[2300];
+	snprintf(want, sizeof(want), "<resumed xmlns='" NS_SM "' h='1' previd='%s'/>", id);
+	if (strncmp(t, want, strlen(want)))
+		fail_msg("expected %s first, got \"%s\"", want, t);
+	HAS(t, "<a xmlns='" NS_SM "' h='1'/>");
+	const struct req *q = last_req(IM_REQ_SESSION_MOVED, "alice@" DOMAIN "/r1");
+	assert_non_null(q);
+	assert_int_equal(q->handle, session_handle(a2->s));
+	assert_int_equal(q->len, sizeof(uint64_t));
+	uint64_t old;
+	memcpy(&old, q->stanza, sizeof(old));
+	assert_int_equal(old, h_old);
+	assert_int_equal(q->flags & IM_SF_SM, IM_SF_SM);
+
+	/* It goes on: a stanza now is counted from there. */
+	cli_send(a2, "<presence/><r xmlns='" NS_SM "'/>");
+	pump();
+	HAS(cli_take(a2), "<a xmlns='" NS_SM "' h='2'/>");
+}
+
+/* The idle ping goes unanswered: a resumable session is detached (it may
+ * be resumed, nothing ends), a session without resumption ends with
+ * <connection-timeout/>. */
+static void test_ping_timeout_detaches(void **state)
+{
+	(void)state;
+	struct cli *a = login(0, "alice", "secret", "r1", true);
+	struct cli *b = login(1, "bob", "hunter2", "r1", true);
+	char id[2048];
+
+	sm_enable(a, true, id, sizeof(id));
+	uint64_t h = route_of("alice@" DOMAIN, "r1", NULL);
+	cli_take(a);
+	cli_take(b);
+	assert_true(pump_until_closed(a, 3000));
+	const char *t = cli_take(a);
+	HAS(t, "urn:xmpp:ping");
+	HASNT(t, "connection-timeout");
+	bool avail;
+	assert_int_equal(route_of("alice@" DOMAIN, "r1", &avail), h);
+	assert_true(avail);
+	struct session *s = worker_session(&F->srv->workers[0], h);
+	assert_non_null(s);
+	assert_non_null(s->sm);
+	assert_int_equal(s->sm->state, SM_DETACHED);
+	assert_int_equal(reqs_of(IM_REQ_SESSION_END, "alice@" DOMAIN "/r1"), 0);
+
+	assert_true(pump_until_closed(b, 3000));
+	expect_stream_error(b, cli_take(b), "connection-timeout");
+
+	struct cli *a2 = resume_open(1, "alice", "secret", id, 0);
+	HAS(cli_take(a2), "<resumed xmlns='" NS_SM "'");
+}
+
+static struct tweak short_ping = { .ping_ms = 200 };
+
+/* Group commit (router/hooks.h im.flush): the completions of a burst go
+ * out only after the hook's flush returned, so no <a/> can cover a
+ * message whose batch is not committed. The flush below runs the workers
+ * itself and looks: nothing acknowledges the message yet. */
+static unsigned flushes;
+static bool acked_before_flush_returned;
+static struct cli *flush_watch;
+
+static void test_flush(void *arg, const struct im_out *out)
+{
+	(void)arg;
+	(void)out;
+	flushes++;
+	if (!flush_watch)
+		return;
+	step_workers();
+	if (strstr(flush_watch->text + flush_watch->mark, "<a "))
+		acked_before_flush_returned = true;
+}
+
+static void test_ack_after_flush(void **state)
+{
+	(void)state;
+	struct cli *a = login(0, "alice", "secret", "r1", true);
+
+	cli_take(a);
+	sm_enable(a, false, NULL, 0);
+	flushes = 0;
+	acked_before_flush_returned = false;
+	F->hooks.im.flush = test_flush;
+	flush_watch = a;
+	cli_send(a, "<message to='bob@" DOMAIN "' type='chat'><body>1</body></message>"
+		    "<message to='bob@" DOMAIN "' type='chat'><body>2</body></message><r xmlns='" NS_SM "'/>");
+	step_workers();
+	HASNT(cli_take(a), "<a ");
+	assert_int_equal(server_ctl_process(F->srv), 2);
+	assert_int_equal(flushes, 1);
+	assert_false(acked_before_flush_returned);
+	step_workers();
+	assert_string_equal(cli_take(a), "<a xmlns='" NS_SM "' h='2'/>");
+	flush_watch = NULL;
+	F->hooks.im.flush = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1636,6 +1833,11 @@ int main(void)
 		cmocka_unit_test_prestate_setup_teardown(test_not_reading_cut, fx_setup, fx_teardown, &small_output),
 		cmocka_unit_test_prestate_setup_teardown(test_resume_large_queue, fx_setup, fx_teardown,
 							 &small_output),
+		cmocka_unit_test_setup_teardown(test_ack_after_commit, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_resume_after_commit, fx_setup, fx_teardown),
+		cmocka_unit_test_prestate_setup_teardown(test_ping_timeout_detaches, fx_setup, fx_teardown,
+							 &short_ping),
+		cmocka_unit_test_setup_teardown(test_ack_after_flush, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
