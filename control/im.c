@@ -68,6 +68,30 @@ bool im_account_exists(struct im_ctx *ctx, const char *bare, size_t len)
 	return store_account_get(ctx->store, NULL, bare, len, &a) == STORE_OK;
 }
 
+enum im_iq_kind im_iq_kind(struct xml_view *v)
+{
+	char b[8];
+	if (v->info.type == XML_NO_TOK || v->tok[v->info.type].b >= sizeof(b))
+		return IM_IQ_OTHER;
+	struct xml_slice t = xml_tok_value(v, v->info.type, b);
+	return xml_slice_eq(t, "get") ? IM_IQ_GET : xml_slice_eq(t, "set") ? IM_IQ_SET : IM_IQ_OTHER;
+}
+
+int im_attr_get(struct xml_view *v, uint32_t el, const char *name, char *buf, size_t cap, size_t *len)
+{
+	uint32_t a = xml_attr_find(v, el, name, NULL);
+	if (a == XML_NO_TOK)
+		return 0;
+	if (v->tok[a].b >= cap)
+		return -1;
+	struct xml_slice s = xml_tok_value(v, a, buf);
+	if (s.ptr != buf)
+		memmove(buf, s.ptr, s.len);
+	buf[s.len] = '\0';
+	*len = s.len;
+	return 1;
+}
+
 size_t im_key(char *out, size_t cap, const char *bare, size_t bare_len, const char *rest, size_t rest_len)
 {
 	if (bare_len + 1 + rest_len > cap)

@@ -143,6 +143,14 @@ bool im_account_exists(struct im_ctx *ctx, const char *bare, size_t len);
 /* Is this domain one of ours? */
 bool im_local_domain(const struct im_ctx *ctx, const char *d, size_t len);
 
+/* The type of the iq in v. */
+enum im_iq_kind { IM_IQ_OTHER, IM_IQ_GET, IM_IQ_SET };
+enum im_iq_kind im_iq_kind(struct xml_view *v);
+
+/* Attribute `name` (no namespace) of el decoded into buf: 1, 0 when absent,
+ * -1 when longer than cap - 1. NUL-terminated. */
+int im_attr_get(struct xml_view *v, uint32_t el, const char *name, char *buf, size_t cap, size_t *len);
+
 /* ---- the modules' entry points (each in its own file) ----------------- */
 
 /* roster.c */

@@ -725,34 +725,6 @@ int privacy_purge(struct im_ctx *ctx, const char *bare, size_t len)
 
 /* ---- request helpers ------------------------------------------------------------ */
 
-enum iq_kind { IQ_OTHER, IQ_GET, IQ_SET };
-
-static enum iq_kind iq_kind(struct xml_view *v)
-{
-	char b[8];
-	if (v->info.type == XML_NO_TOK || v->tok[v->info.type].b >= sizeof(b))
-		return IQ_OTHER;
-	struct xml_slice t = xml_tok_value(v, v->info.type, b);
-	return xml_slice_eq(t, "get") ? IQ_GET : xml_slice_eq(t, "set") ? IQ_SET : IQ_OTHER;
-}
-
-/* Attribute `name` (no namespace) of el decoded into buf: 1, 0 when absent,
- * -1 when longer than cap - 1. NUL-terminated. */
-static int attr_get(struct xml_view *v, uint32_t el, const char *name, char *buf, size_t cap, size_t *len)
-{
-	uint32_t a = xml_attr_find(v, el, name, NULL);
-	if (a == XML_NO_TOK)
-		return 0;
-	if (v->tok[a].b >= cap)
-		return -1;
-	struct xml_slice s = xml_tok_value(v, a, buf);
-	if (s.ptr != buf)
-		memcpy(buf, s.ptr, s.len);
-	buf[s.len] = '\0';
-	*len = s.len;
-	return 1;
-}
-
 static size_t count_children(struct xml_view *v, uint32_t el)
 {
 	size_t n = 0;
@@ -879,7 +851,7 @@ static void block_set(struct im_call *c, uint32_t child, bool block)
 		size_t al = 0;
 		if (!xml_slice_eq(xml_tok_local(v, k), "item") || !xml_slice_eq(xml_tok_ns(v, k), NS_BLOCKING))
 			continue;
-		int r = attr_get(v, k, "jid", abuf, JID_MAX * 3 + 1, &al);
+		int r = im_attr_get(v, k, "jid", abuf, JID_MAX * 3 + 1, &al);
 		if (r == 0) {
 			err = "bad-request";
 			goto out;
@@ -983,7 +955,7 @@ out:
 
 void blocking_iq(struct im_call *c, uint32_t child)
 {
-	enum iq_kind k = iq_kind(c->v);
+	enum im_iq_kind k = im_iq_kind(c->v);
 	struct xml_slice name = xml_tok_local(c->v, child);
 
 	/* XEP-0191 3.2-3.5: the user's own server, for the user's own list. */
@@ -991,11 +963,11 @@ void blocking_iq(struct im_call *c, uint32_t child)
 		im_error(c, "cancel", "service-unavailable");
 		return;
 	}
-	if (k == IQ_GET && xml_slice_eq(name, "blocklist"))
+	if (k == IM_IQ_GET && xml_slice_eq(name, "blocklist"))
 		blocklist_get(c);
-	else if (k == IQ_SET && xml_slice_eq(name, "block"))
+	else if (k == IM_IQ_SET && xml_slice_eq(name, "block"))
 		block_set(c, child, true);
-	else if (k == IQ_SET && xml_slice_eq(name, "unblock"))
+	else if (k == IM_IQ_SET && xml_slice_eq(name, "unblock"))
 		block_set(c, child, false);
 	else
 		im_error(c, "modify", "bad-request");
@@ -1335,14 +1307,14 @@ static void list_set(struct im_call *c, uint32_t list, const char *name, size_t 
 			goto out;
 		}
 		/* action: required, allow or deny */
-		if (attr_get(v, k, "action", tmp, sizeof(tmp), &al) != 1 ||
+		if (im_attr_get(v, k, "action", tmp, sizeof(tmp), &al) != 1 ||
 		    (strcmp(tmp, "allow") && strcmp(tmp, "deny"))) {
 			err = "bad-request";
 			goto out;
 		}
 		p.action = strcmp(tmp, "deny") ? 0 : IM_RULE_DENY;
 		/* order: required, unsignedInt */
-		if (attr_get(v, k, "order", tmp, sizeof(tmp), &al) != 1 || al == 0 || al > 10) {
+		if (im_attr_get(v, k, "order", tmp, sizeof(tmp), &al) != 1 || al == 0 || al > 10) {
 			err = "bad-request";
 			goto out;
 		}
@@ -1360,7 +1332,7 @@ static void list_set(struct im_call *c, uint32_t list, const char *name, size_t 
 		}
 		p.order = (uint32_t)o;
 		/* type and value */
-		int tr = attr_get(v, k, "type", tmp, sizeof(tmp), &al);
+		int tr = im_attr_get(v, k, "type", tmp, sizeof(tmp), &al);
 		if (tr < 0) {
 			err = "bad-request";
 			goto out;
@@ -1368,7 +1340,7 @@ static void list_set(struct im_call *c, uint32_t list, const char *name, size_t 
 		if (tr == 1) {
 			p.type = !strcmp(tmp, "jid") ? PT_JID : !strcmp(tmp, "group") ? PT_GROUP
 				 : !strcmp(tmp, "subscription") ? PT_SUB : PT_ALL;
-			if (p.type == PT_ALL || attr_get(v, k, "value", abuf, JID_MAX * 3 + 1, &al) != 1) {
+			if (p.type == PT_ALL || im_attr_get(v, k, "value", abuf, JID_MAX * 3 + 1, &al) != 1) {
 				err = "bad-request";
 				goto out;
 			}
@@ -1497,7 +1469,7 @@ out:
 void privacy_iq(struct im_call *c, uint32_t child)
 {
 	struct xml_view *v = c->v;
-	enum iq_kind k = iq_kind(v);
+	enum im_iq_kind k = im_iq_kind(v);
 	char name[NAME_MAX_LEN + 1];
 	size_t nlen = 0;
 
@@ -1505,13 +1477,13 @@ void privacy_iq(struct im_call *c, uint32_t child)
 		im_error(c, "cancel", "service-unavailable");
 		return;
 	}
-	if (!xml_slice_eq(xml_tok_local(v, child), "query") || k == IQ_OTHER) {
+	if (!xml_slice_eq(xml_tok_local(v, child), "query") || k == IM_IQ_OTHER) {
 		im_error(c, "modify", "bad-request");
 		return;
 	}
 	size_t nch = count_children(v, child);
 	uint32_t el = xml_first_child(v, child);
-	if (k == IQ_GET && nch == 0) {
+	if (k == IM_IQ_GET && nch == 0) {
 		list_names_get(c);
 		return;
 	}
@@ -1522,12 +1494,12 @@ void privacy_iq(struct im_call *c, uint32_t child)
 		return;
 	}
 	struct xml_slice what = xml_tok_local(v, el);
-	int nr = attr_get(v, el, "name", name, sizeof(name), &nlen);
+	int nr = im_attr_get(v, el, "name", name, sizeof(name), &nlen);
 	if (nr < 0 || (nr == 1 && nlen == 0)) {
 		im_error(c, "modify", "bad-request");
 		return;
 	}
-	if (k == IQ_GET) {
+	if (k == IM_IQ_GET) {
 		if (xml_slice_eq(what, "list") && nr == 1)
 			list_get_iq(c, name, nlen);
 		else

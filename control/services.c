@@ -176,34 +176,6 @@ int services_purge(struct im_ctx *ctx, const char *bare, size_t len)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-enum iq_kind { IQ_OTHER, IQ_GET, IQ_SET };
-
-static enum iq_kind iq_kind(struct xml_view *v)
-{
-	char b[8];
-	if (v->info.type == XML_NO_TOK || v->tok[v->info.type].b >= sizeof(b))
-		return IQ_OTHER;
-	struct xml_slice t = xml_tok_value(v, v->info.type, b);
-	return xml_slice_eq(t, "get") ? IQ_GET : xml_slice_eq(t, "set") ? IQ_SET : IQ_OTHER;
-}
-
-/* The 'node' attribute of the query: 1 (into buf, NUL-terminated), 0
- * absent, -1 too long. */
-static int node_of(struct xml_view *v, uint32_t q, char *buf, size_t cap, size_t *len)
-{
-	uint32_t a = xml_attr_find(v, q, "node", NULL);
-	if (a == XML_NO_TOK)
-		return 0;
-	if (v->tok[a].b >= cap)
-		return -1;
-	struct xml_slice s = xml_tok_value(v, a, buf);
-	if (s.ptr != buf)
-		memmove(buf, s.ptr, s.len);
-	buf[s.len] = '\0';
-	*len = s.len;
-	return 1;
-}
-
 static void name_copy(char *dst, struct xml_slice s)
 {
 	memcpy(dst, s.ptr, s.len);
@@ -363,9 +335,9 @@ void disco_info_iq(struct im_call *c, uint32_t child)
 {
 	char node[1024];
 	size_t nlen = 0;
-	int hn = node_of(c->v, child, node, sizeof(node), &nlen);
+	int hn = im_attr_get(c->v, child, "node", node, sizeof(node), &nlen);
 
-	if (iq_kind(c->v) != IQ_GET || !xml_slice_eq(xml_tok_local(c->v, child), "query")) {
+	if (im_iq_kind(c->v) != IM_IQ_GET || !xml_slice_eq(xml_tok_local(c->v, child), "query")) {
 		im_error(c, "cancel", "service-unavailable");
 		return;
 	}
@@ -410,10 +382,10 @@ void disco_items_iq(struct im_call *c, uint32_t child)
 {
 	char node[1024];
 	size_t nlen = 0;
-	int hn = node_of(c->v, child, node, sizeof(node), &nlen);
+	int hn = im_attr_get(c->v, child, "node", node, sizeof(node), &nlen);
 	static const char empty[] = "<query xmlns='" NS_DISCO_ITEMS "'/>";
 
-	if (iq_kind(c->v) != IQ_GET || !xml_slice_eq(xml_tok_local(c->v, child), "query")) {
+	if (im_iq_kind(c->v) != IM_IQ_GET || !xml_slice_eq(xml_tok_local(c->v, child), "query")) {
 		im_error(c, "cancel", "service-unavailable");
 		return;
 	}
@@ -453,7 +425,7 @@ void version_iq(struct im_call *c, uint32_t child)
 
 	/* The server's version; an account has none to tell (and the
 	 * operating system is not disclosed: XEP-0092 section 4). */
-	if (iq_kind(c->v) != IQ_GET || c->to_kind != IM_TO_SERVER ||
+	if (im_iq_kind(c->v) != IM_IQ_GET || c->to_kind != IM_TO_SERVER ||
 	    !xml_slice_eq(xml_tok_local(c->v, child), "query")) {
 		im_error(c, "cancel", "service-unavailable");
 		return;
@@ -479,7 +451,7 @@ void time_iq(struct im_call *c, uint32_t child)
 	char buf[256], utc[21], tz[16];
 	time_t now = time(NULL);
 
-	if (iq_kind(c->v) != IQ_GET || c->to_kind != IM_TO_SERVER ||
+	if (im_iq_kind(c->v) != IM_IQ_GET || c->to_kind != IM_TO_SERVER ||
 	    !xml_slice_eq(xml_tok_local(c->v, child), "time")) {
 		im_error(c, "cancel", "service-unavailable");
 		return;
@@ -535,21 +507,21 @@ static void vcard_set(struct im_call *c, uint32_t child)
 
 void vcard_iq(struct im_call *c, uint32_t child)
 {
-	enum iq_kind k = iq_kind(c->v);
+	enum im_iq_kind k = im_iq_kind(c->v);
 
-	if (!xml_slice_eq(xml_tok_local(c->v, child), "vCard") || k == IQ_OTHER) {
+	if (!xml_slice_eq(xml_tok_local(c->v, child), "vCard") || k == IM_IQ_OTHER) {
 		im_error(c, "modify", "bad-request");
 		return;
 	}
 	switch (c->to_kind) {
 	case IM_TO_SELF:
-		if (k == IQ_GET)
+		if (k == IM_IQ_GET)
 			vcard_get(c, c->jid, c->bare_len, true);
 		else
 			vcard_set(c, child);
 		break;
 	case IM_TO_USER: {
-		if (k == IQ_SET) {
+		if (k == IM_IQ_SET) {
 			im_error(c, "auth", "forbidden");   /* XEP-0054 3.2: only one's own */
 			break;
 		}
@@ -558,7 +530,7 @@ void vcard_iq(struct im_call *c, uint32_t child)
 		break;
 	}
 	default:
-		im_error(c, "cancel", k == IQ_SET ? "not-allowed" : "service-unavailable");
+		im_error(c, "cancel", k == IM_IQ_SET ? "not-allowed" : "service-unavailable");
 	}
 }
 
@@ -693,14 +665,14 @@ static void private_set(struct im_call *c, uint32_t q)
 void private_iq(struct im_call *c, uint32_t child)
 {
 	struct xml_view *v = c->v;
-	enum iq_kind k = iq_kind(v);
+	enum im_iq_kind k = im_iq_kind(v);
 
 	/* XEP-0049 3: only the account's own resources. */
 	if (c->to_kind != IM_TO_SELF) {
 		im_error(c, "cancel", "forbidden");
 		return;
 	}
-	if (!xml_slice_eq(xml_tok_local(v, child), "query") || k == IQ_OTHER) {
+	if (!xml_slice_eq(xml_tok_local(v, child), "query") || k == IM_IQ_OTHER) {
 		im_error(c, "modify", "bad-request");
 		return;
 	}
@@ -709,7 +681,7 @@ void private_iq(struct im_call *c, uint32_t child)
 		im_error(c, "modify", "bad-request");   /* XEP-0049 2: "bad format" is no stanza error */
 		return;
 	}
-	if (k == IQ_SET) {
+	if (k == IM_IQ_SET) {
 		private_set(c, child);
 		return;
 	}
@@ -735,7 +707,7 @@ void carbons_iq(struct im_call *c, uint32_t child)
 		im_error(c, "cancel", "not-allowed");   /* XEP-0280 4: another client's carbons */
 		return;
 	}
-	if (iq_kind(c->v) != IQ_SET || !c->handle) {
+	if (im_iq_kind(c->v) != IM_IQ_SET || !c->handle) {
 		im_error(c, "modify", "bad-request");
 		return;
 	}

@@ -683,9 +683,38 @@ def _sasl_condition(failure_xml):
 
 
 class ServerTestCase(unittest.TestCase):
-    """Prints the server log tail when a test of the class fails."""
+    """Prints the server log tail when a test of the class fails.
+
+    A class that sets `accounts` (full JIDs) gets a server of its own for
+    its tests, with `workers` and `server_settings` (None: TEST_SETTINGS),
+    and an event loop (`loop`); both are stopped after its last test, and a
+    server that does not exit cleanly on SIGTERM fails the class. A class
+    that leaves `accounts` at None starts what it needs itself."""
 
     server = None
+    loop = None
+    accounts = None
+    workers = 2
+    server_settings = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if cls.accounts is None:
+            return
+        cls.server = Server(accounts=cls.accounts, workers=cls.workers,
+                            settings=cls.server_settings).start()
+        cls.loop = Loop()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.accounts is not None:
+            cls.loop.close()
+            rc = cls.server.stop()
+            cls.server.cleanup()
+            if rc != 0:
+                raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+        super().tearDownClass()
 
     def run(self, result=None):
         before = (len(result.failures) + len(result.errors)) if result is not None else 0

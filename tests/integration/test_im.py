@@ -27,9 +27,9 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jsclient  # noqa: E402
-from harness import DOMAIN, Loop, ServerTestCase, log  # noqa: E402
+from harness import DOMAIN, ServerTestCase, log  # noqa: E402
 from im_helpers import (IM_SETTINGS, NS_BLOCK, NS_BLOCK_ERR, NS_CARBONS, NS_CLIENT, NS_DELAY,  # noqa: E402
-                        NS_FORWARD, NS_ROSTER, Server, close_all, delay_of, drain, expect_presences,
+                        NS_FORWARD, NS_ROSTER, close_all, delay_of, drain, expect_presences,
                         im_client, iq_raw, items_of, jid_of, login_spread, next_presence, next_push,
                         parse_stamp, presences_from, push_is, quiet, roster_get, within, worker_of)
 
@@ -76,20 +76,13 @@ async def subscribe_flow(A, B, a_after, b_after, a_before='none'):
 
 class ImTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(accounts=[jid_of(u) for u in USERS], workers=2,
-                            settings=IM_SETTINGS).start()
-        cls.loop = Loop()
-        cls.js_missing = jsclient.available()
+    accounts = [jid_of(u) for u in USERS]
+    server_settings = IM_SETTINGS
 
     @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.js_missing = jsclient.available()
 
     def setUp(self):
         self.clients = []

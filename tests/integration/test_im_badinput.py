@@ -35,8 +35,8 @@ import unittest
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DOMAIN, Loop, ServerTestCase, log, stream_error_condition  # noqa: E402
-from im_helpers import (IM_SETTINGS, NS_CLIENT, NS_ROSTER, Server, close_all, error_of, im_client,  # noqa: E402
+from harness import DOMAIN, ServerTestCase, log, stream_error_condition  # noqa: E402
+from im_helpers import (IM_SETTINGS, NS_CLIENT, NS_ROSTER, close_all, error_of, im_client,  # noqa: E402
                         is_iq, items_of, raw_login, raw_next, raw_roster, roster_get)
 
 FLOODERS = 40
@@ -53,18 +53,8 @@ def J(u):
 
 class ImBadInputTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(accounts=[J(u) for u in USERS], workers=2, settings=IM_SETTINGS).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    accounts = [J(u) for u in USERS]
+    server_settings = IM_SETTINGS
 
     def setUp(self):
         self.raws = []

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import DOMAIN, PASSWORD, Loop, Server, ServerTestCase, log, make_client  # noqa: E402
+from harness import DOMAIN, PASSWORD, ServerTestCase, log, make_client  # noqa: E402
 
 NS_OFFLINE = 'http://jabber.org/protocol/offline'
 NS_DELAY = 'urn:xmpp:delay'
@@ -56,19 +56,8 @@ async def no_message(c, wait=1.5):
 
 class OfflineTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        users = ['romeo', 'juliet', 'nurse', 'tybalt', 'mercutio', 'benvolio']
-        cls.server = Server(accounts=['%s@%s' % (u, DOMAIN) for u in users], settings=settings()).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    accounts = ['%s@%s' % (u, DOMAIN) for u in ('romeo', 'juliet', 'nurse', 'tybalt', 'mercutio', 'benvolio')]
+    server_settings = settings()
 
     def client(self, user, res='r', password=PASSWORD):
         async def go():

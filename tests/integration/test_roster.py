@@ -17,7 +17,7 @@ import unittest
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DOMAIN, Loop, Server, ServerTestCase, log, make_client  # noqa: E402
+from harness import DOMAIN, ServerTestCase, log, make_client  # noqa: E402
 
 NS = 'jabber:iq:roster'
 WAIT = 8
@@ -131,19 +131,8 @@ async def subscribe_both(a, b):
 
 class RosterTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'hank', 'ivan', 'judy', 'kim', 'leo', 'mia', 'ned']
-        cls.server = Server(accounts=[bare(u) for u in users], workers=2).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    accounts = [bare(u) for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'hank', 'ivan', 'judy',
+                                  'kim', 'leo', 'mia', 'ned')]
 
     def connect(self, *specs):
         """specs: (full jid, interested, available)."""

@@ -21,26 +21,14 @@ import unittest
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import DOMAIN, Loop, Server, ServerTestCase, log, make_client  # noqa: E402
+from harness import DOMAIN, ServerTestCase, log, make_client  # noqa: E402
 
 PLUGINS = ('xep_0030', 'xep_0049', 'xep_0054', 'xep_0092', 'xep_0191', 'xep_0202', 'xep_0280')
 
 
 class ServicesTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'harry', 'kate']
-        cls.server = Server(accounts=['%s@%s' % (u, DOMAIN) for u in users]).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    accounts = ['%s@%s' % (u, DOMAIN) for u in ('alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'harry', 'kate')]
 
     def clients(self, *jids):
         async def go():

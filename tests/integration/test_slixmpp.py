@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import DOMAIN, MECH, PASSWORD, Loop, Raw, Server, ServerTestCase, log, make_client  # noqa: E402
+from harness import DOMAIN, MECH, PASSWORD, Raw, ServerTestCase, log, make_client  # noqa: E402
 
 N = 40                   # messages each way
 WORKER_USERS = 8         # connections spread over the workers by SO_REUSEPORT
@@ -77,19 +77,8 @@ async def ping_and_unknown_iq(a):
 
 class SlixmppTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        users = ['alice', 'bob', 'carol', 'dave'] + ['u%d' % i for i in range(WORKER_USERS * WORKER_ROUNDS)]
-        cls.server = Server(accounts=['%s@%s' % (u, DOMAIN) for u in users]).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    accounts = ['%s@%s' % (u, DOMAIN)
+                for u in ['alice', 'bob', 'carol', 'dave'] + ['u%d' % i for i in range(WORKER_USERS * WORKER_ROUNDS)]]
 
     def login_pair(self, u1, u2, direct_tls):
         port = self.server.tls_port if direct_tls else self.server.port

@@ -21,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import DOMAIN, Loop, Server, ServerTestCase, log, make_client  # noqa: E402
+from harness import DOMAIN, ServerTestCase, log, make_client  # noqa: E402
 
 RESUME_S = 3   # sm_resume_ms of the second server, in seconds
 
@@ -55,19 +55,8 @@ def cut(c):
 
 class SmResumeTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(accounts=['alice@%s' % DOMAIN, 'bob@%s' % DOMAIN],
-                            settings=settings(60000)).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    accounts = ['alice@%s' % DOMAIN, 'bob@%s' % DOMAIN]
+    server_settings = settings(60000)
 
     def test_resume_after_cut(self):
         port = self.server.port
@@ -105,19 +94,8 @@ class SmResumeTest(ServerTestCase):
 
 class SmOfflineTest(ServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(accounts=['carol@%s' % DOMAIN, 'dave@%s' % DOMAIN],
-                            settings=settings(RESUME_S * 1000)).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+    accounts = ['carol@%s' % DOMAIN, 'dave@%s' % DOMAIN]
+    server_settings = settings(RESUME_S * 1000)
 
     def test_unacked_goes_offline(self):
         port = self.server.port

@@ -13,19 +13,20 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DOMAIN, PASSWORD, Loop, Server, ServerTestCase, log,  # noqa: E402
+from harness import (DOMAIN, PASSWORD, ServerTestCase, log,  # noqa: E402
                      make_client, strophe_client_path)
 
 
 class StropheTest(ServerTestCase):
+
+    accounts = ['%s@%s' % (u, DOMAIN) for u in ('stro', 'peer')]
 
     @classmethod
     def setUpClass(cls):
         cls.exe = strophe_client_path()
         if not cls.exe or not os.access(cls.exe, os.X_OK):
             raise unittest.SkipTest('strophe_client not built (set STROPHE_CLIENT)')
-        cls.server = Server(accounts=['%s@%s' % (u, DOMAIN) for u in ('stro', 'peer')]).start()
-        cls.loop = Loop()
+        super().setUpClass()
 
         async def go():
             p = make_client('peer@%s/slix' % DOMAIN)
@@ -39,11 +40,7 @@ class StropheTest(ServerTestCase):
             cls.loop.run(cls.peer.close(), 10)
         except Exception:
             pass
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+        super().tearDownClass()
 
     def run_strophe(self, direct_tls):
         how = 'direct TLS' if direct_tls else 'STARTTLS'

@@ -18,28 +18,21 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jsclient  # noqa: E402
-from harness import DOMAIN, Loop, Server, ServerTestCase, log, make_client  # noqa: E402
+from harness import DOMAIN, ServerTestCase, log, make_client  # noqa: E402
 
 NS_CLIENT = 'jabber:client'
 
 
 class XmppJsTest(ServerTestCase):
 
+    accounts = ['%s@%s' % (u, DOMAIN) for u in ('jsa', 'jsb', 'slx')]
+
     @classmethod
     def setUpClass(cls):
         why = jsclient.available()
         if why:
             raise unittest.SkipTest('@xmpp/client: ' + why)
-        cls.server = Server(accounts=['%s@%s' % (u, DOMAIN) for u in ('jsa', 'jsb', 'slx')]).start()
-        cls.loop = Loop()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.loop.close()
-        rc = cls.server.stop()
-        cls.server.cleanup()
-        if rc != 0:
-            raise AssertionError('stanzad exit code %r after SIGTERM' % rc)
+        super().setUpClass()
 
     def setUp(self):
         self.js = []

@@ -10,15 +10,22 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "im_fake.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "im_fakes.h"
+#include "control/account.h"
+#include "store/store.h"
 
 #define JULIET "juliet@" FX_DOMAIN
 #define ROMEO  "romeo@" FX_DOMAIN
 
 static int setup(void **state)
 {
-	struct fx *f = fx_new();
+	struct im_fx *f = fx_new();
 	assert_non_null(f);
+	fake_route_takes = fake_user_sessions = fake_available = 0;   /* nobody online */
 	assert_int_equal(fx_add_account(f, JULIET, "capulet"), ACCOUNT_OK);
 	assert_int_equal(fx_add_account(f, ROMEO, "montague"), ACCOUNT_OK);
 	*state = f;
@@ -31,7 +38,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void msg(struct fx *f, const char *to, const char *type, const char *body)
+static void msg(struct im_fx *f, const char *to, const char *type, const char *body)
 {
 	char st[1024];
 	snprintf(st, sizeof(st), "<message from='" ROMEO "/orchard' to='%s'%s%s%s id='m-%s'><body>%s</body></message>",
@@ -40,14 +47,14 @@ static void msg(struct fx *f, const char *to, const char *type, const char *body
 }
 
 /* The one error posted, of condition cond. */
-static void assert_error(struct fx *f, const char *cond)
+static void assert_error(struct im_fx *f, const char *cond)
 {
-	assert_int_equal(f->n, 1);
-	assert_true(f->p[0].kind == P_TO_SESSION || f->p[0].kind == P_ROUTE);
-	assert_non_null(strstr(f->p[0].data, "type='error'"));
+	assert_int_equal(fake_nposts, 1);
+	assert_true(fake_posts[0].kind == POST_SESSION || fake_posts[0].kind == POST_ROUTE);
+	assert_non_null(strstr(fake_posts[0].data, "type='error'"));
 	char c[96];
 	snprintf(c, sizeof(c), "<%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>", cond);
-	assert_non_null(strstr(f->p[0].data, c));
+	assert_non_null(strstr(fake_posts[0].data, c));
 }
 
 struct first {
@@ -71,10 +78,10 @@ static int first_cb(void *arg, uint64_t seq, const void *val, size_t vlen)
 
 static void test_store_with_delay(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	msg(f, JULIET, "chat", "one");
-	assert_int_equal(f->n, 0);   /* stored: no answer */
+	assert_int_equal(fake_nposts, 0);   /* stored: no answer */
 	assert_int_equal(fx_queue_len(f, JULIET), 1);
 	struct first x = { .n = 0 };
 	assert_int_equal(store_queue_iter(f->st, NULL, STORE_T_OFFLINE, JULIET, strlen(JULIET), first_cb, &x), STORE_OK);
@@ -91,85 +98,85 @@ static void test_store_with_delay(void **state)
 	 * JID's user gets it. */
 	fx_req(f, IM_REQ_STANZA, 0, JULIET, 0,
 	       "<message from='" ROMEO "/orchard' to='" JULIET "/gone'><subject>s</subject></message>");
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	assert_int_equal(fx_queue_len(f, JULIET), 2);
 }
 
 static void test_errors_and_types(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	/* RFC 6121 8.5.1: no such user. */
 	msg(f, "nobody@" FX_DOMAIN, "chat", "x");
 	assert_error(f, "service-unavailable");
-	assert_non_null(strstr(f->p[0].data, "to='" ROMEO "/orchard'"));
-	fx_clear(f);
+	assert_non_null(strstr(fake_posts[0].data, "to='" ROMEO "/orchard'"));
+	fake_posts_clear();
 	/* 8.5.2.2.1: groupchat bounced, headline and error ignored. */
 	msg(f, JULIET, "groupchat", "x");
 	assert_error(f, "service-unavailable");
-	fx_clear(f);
+	fake_posts_clear();
 	msg(f, JULIET, "headline", "x");
 	msg(f, JULIET, "error", "x");
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	/* XEP-0160 3: chat states alone are not stored (and not bounced). */
 	fx_req(f, IM_REQ_STANZA, 0, JULIET, 0,
 	       "<message from='" ROMEO "/orchard' to='" JULIET "' type='chat'>"
 	       "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	/* XEP-0334 no-store: bounced, not stored. */
 	fx_req(f, IM_REQ_STANZA, 0, JULIET, 0,
 	       "<message from='" ROMEO "/orchard' to='" JULIET "' type='chat'><body>b</body>"
 	       "<no-store xmlns='urn:xmpp:hints'/></message>");
 	assert_error(f, "service-unavailable");
-	fx_clear(f);
+	fake_posts_clear();
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
 }
 
 static void test_quota(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	f->cfg->im.offline_max = 2;
 	msg(f, JULIET, "chat", "1");
 	msg(f, JULIET, NULL, "2");
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	msg(f, JULIET, "chat", "3");
 	/* XEP-0160 2: a full queue is <service-unavailable/>. */
 	assert_error(f, "service-unavailable");
-	assert_non_null(strstr(f->p[0].data, "id='m-3'"));
+	assert_non_null(strstr(fake_posts[0].data, "id='m-3'"));
 	assert_int_equal(fx_queue_len(f, JULIET), 2);
-	fx_clear(f);
+	fake_posts_clear();
 	/* 0: storage off. */
 	f->cfg->im.offline_max = 0;
 	msg(f, ROMEO, "chat", "4");
-	fx_clear(f);
+	fake_posts_clear();
 	assert_int_equal(fx_queue_len(f, ROMEO), 0);
 	f->cfg->im.offline_max = 1000;
 }
 
 static void test_flood_in_order(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	char body[64];
 
 	for (int i = 0; i < 5; i++) {
 		snprintf(body, sizeof(body), "b%d", i);
 		msg(f, JULIET, "chat", body);
 	}
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	/* A negative priority does not get them (XEP-0160 2). */
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
 	       "<presence from='" JULIET "/balcony'><priority>-1</priority></presence>");
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
 	       "<presence from='" JULIET "/balcony'><priority>1</priority></presence>");
 	int seen = 0;
-	for (int i = 0; i < f->n; i++) {
-		if (f->p[i].kind != P_EVENT || f->p[i].ev != IM_EV_SEND)
+	for (size_t i = 0; i < fake_nposts; i++) {
+		if (fake_posts[i].kind != POST_EVENT || fake_posts[i].ev != IM_EV_SEND)
 			continue;
 		struct im_send_hdr h;
-		const char *st = fx_send_stanza(&f->p[i], &h);
-		assert_int_equal(f->p[i].handle, 7);
+		const char *st = fx_send_stanza(&fake_posts[i], &h);
+		assert_int_equal(fake_posts[i].handle, 7);
 		snprintf(body, sizeof(body), "<body>b%d</body>", seen);
 		assert_non_null(strstr(st, body));
 		assert_non_null(strstr(st, "to='" JULIET "/balcony'"));
@@ -180,15 +187,15 @@ static void test_flood_in_order(void **state)
 	}
 	assert_int_equal(seen, 5);
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
-	fx_clear(f);
+	fake_posts_clear();
 	/* Nothing twice. */
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 8, JULIET "/pda", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 }
 
 /* An im_call as im_serve makes it, for the entry points services.c's
  * disco handlers call. */
-static void call_on(struct fx *f, struct im_call *c, struct im_req *h, uint64_t handle, const char *jid,
+static void call_on(struct im_fx *f, struct im_call *c, struct im_req *h, uint64_t handle, const char *jid,
 		    uint32_t flags, const char *stanza, enum im_to to_kind)
 {
 	memset(c, 0, sizeof(*c));
@@ -197,8 +204,8 @@ static void call_on(struct fx *f, struct im_call *c, struct im_req *h, uint64_t 
 	h->flags = flags;
 	h->jid_len = (uint16_t)strlen(jid);
 	h->len = (uint32_t)strlen(stanza);
-	c->ctx = &f->im;
-	c->out = &f->out;
+	c->ctx = &f->ctx;
+	c->out = &fake_out;
 	c->handle = handle;
 	c->req = h;
 	c->jid = jid;
@@ -206,63 +213,47 @@ static void call_on(struct fx *f, struct im_call *c, struct im_req *h, uint64_t 
 	c->bare_len = strchr(jid, '/') ? (size_t)(strchr(jid, '/') - jid) : strlen(jid);
 	c->stanza = stanza;
 	c->len = strlen(stanza);
-	assert_int_equal(xml_view_build(&f->im.view, NULL, stanza, strlen(stanza)), 0);
-	c->v = &f->im.view;
+	assert_int_equal(xml_view_build(&f->ctx.view, NULL, stanza, strlen(stanza)), 0);
+	c->v = &f->ctx.view;
 	c->to_kind = to_kind;
 	c->domain = FX_DOMAIN;
 	c->domain_len = strlen(FX_DOMAIN);
 }
 
-static int count_kind(struct fx *f, enum post_kind k)
-{
-	int n = 0;
-	for (int i = 0; i < f->n; i++)
-		n += f->p[i].kind == k;
-	return n;
-}
-
-static const struct post *last_kind(struct fx *f, enum post_kind k)
-{
-	for (int i = f->n - 1; i >= 0; i--)
-		if (f->p[i].kind == k)
-			return &f->p[i];
-	return NULL;
-}
-
 static void test_flex(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	struct im_call c;
 	struct im_req h;
 
 	msg(f, JULIET, "chat", "f0");
 	msg(f, JULIET, "chat", "f1");
 	msg(f, JULIET, "chat", "f2");
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* XEP-0013 2.2: the count, and the session is flagged. */
 	call_on(f, &c, &h, 9, JULIET "/pda", 0,
 		"<iq type='get' id='d1' from='" JULIET "/pda'><query xmlns='http://jabber.org/protocol/disco#info' "
 		"node='http://jabber.org/protocol/offline'/></iq>", IM_TO_SELF);
 	offline_disco_info(&c, c.v->info.child);
-	assert_int_equal(f->n, 2);
-	assert_int_equal(f->p[0].kind, P_EVENT);
+	assert_int_equal(fake_nposts, 2);
+	assert_int_equal(fake_posts[0].kind, POST_EVENT);
 	struct im_send_hdr sh;
-	fx_send_stanza(&f->p[0], &sh);
+	fx_send_stanza(&fake_posts[0], &sh);
 	assert_int_equal(sh.set, IM_SF_OFFLINE_FLEX);
-	assert_int_equal(f->p[0].len, sizeof(sh));
-	assert_non_null(strstr(f->p[1].data, "<field var='number_of_messages'><value>3</value></field>"));
-	assert_non_null(strstr(f->p[1].data, "type='result'"));
-	assert_non_null(strstr(f->p[1].data, "category='automation' type='message-list'"));
-	fx_clear(f);
+	assert_int_equal(fake_posts[0].len, sizeof(sh));
+	assert_non_null(strstr(fake_posts[1].data, "<field var='number_of_messages'><value>3</value></field>"));
+	assert_non_null(strstr(fake_posts[1].data, "type='result'"));
+	assert_non_null(strstr(fake_posts[1].data, "category='automation' type='message-list'"));
+	fake_posts_clear();
 
 	/* 2.3: headers, node = the sequence numbers, name = the sender. */
 	call_on(f, &c, &h, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX,
 		"<iq type='get' id='d2'><query xmlns='http://jabber.org/protocol/disco#items' "
 		"node='http://jabber.org/protocol/offline'/></iq>", IM_TO_SELF);
 	offline_disco_items(&c, c.v->info.child);
-	assert_int_equal(f->n, 1);   /* already flagged: no second flag event */
-	const char *items = f->p[0].data;
+	assert_int_equal(fake_nposts, 1);   /* already flagged: no second flag event */
+	const char *items = fake_posts[0].data;
 	assert_non_null(strstr(items, "name='" ROMEO "/orchard'"));
 	assert_non_null(strstr(items, "jid='" JULIET "'"));
 	char node[3][32];
@@ -279,7 +270,7 @@ static void test_flex(void **state)
 		memcpy(node[i], p, n);
 		node[i][n] = '\0';
 	}
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* Not the own account: forbidden. */
 	call_on(f, &c, &h, 9, JULIET "/pda", 0,
@@ -287,14 +278,14 @@ static void test_flex(void **state)
 		"node='http://jabber.org/protocol/offline'/></iq>", IM_TO_USER);
 	offline_disco_items(&c, c.v->info.child);
 	assert_error(f, "forbidden");
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* The flag makes initial presence deliver nothing (2.2). */
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX | IM_SF_AVAILABLE, NULL);
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	/* ... nor to another resource while the flex one is there. */
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 10, JULIET "/laptop", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 
 	/* 2.4 view one: the message with its node, then the result. */
 	char st[512];
@@ -302,49 +293,49 @@ static void test_flex(void **state)
 		 "<iq type='get' id='v1' from='" JULIET "/pda'><offline xmlns='http://jabber.org/protocol/offline'>"
 		 "<item action='view' node='%s'/></offline></iq>", node[1]);
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX, st);
-	assert_int_equal(f->n, 2);
-	assert_int_equal(f->p[0].kind, P_EVENT);
-	const char *m = fx_send_stanza(&f->p[0], &sh);
+	assert_int_equal(fake_nposts, 2);
+	assert_int_equal(fake_posts[0].kind, POST_EVENT);
+	const char *m = fx_send_stanza(&fake_posts[0], &sh);
 	assert_non_null(strstr(m, "<body>f1</body>"));
 	char want[160];
 	snprintf(want, sizeof(want), "<offline xmlns='http://jabber.org/protocol/offline'><item node='%s'/>", node[1]);
 	assert_non_null(strstr(m, want));
 	assert_non_null(strstr(m, "to='" JULIET "/pda'"));
-	assert_int_equal(f->p[1].kind, P_TO_SESSION);
-	assert_non_null(strstr(f->p[1].data, "type='result'"));
-	assert_non_null(strstr(f->p[1].data, "id='v1'"));
-	fx_clear(f);
+	assert_int_equal(fake_posts[1].kind, POST_SESSION);
+	assert_non_null(strstr(fake_posts[1].data, "type='result'"));
+	assert_non_null(strstr(fake_posts[1].data, "id='v1'"));
+	fake_posts_clear();
 	/* A node that does not exist: item-not-found, nothing sent. */
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX,
 	       "<iq type='get' id='v2'><offline xmlns='http://jabber.org/protocol/offline'>"
 	       "<item action='view' node='999999'/></offline></iq>");
 	assert_error(f, "item-not-found");
-	fx_clear(f);
+	fake_posts_clear();
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX,
 	       "<iq type='get' id='v3'><offline xmlns='http://jabber.org/protocol/offline'>"
 	       "<item action='view' node='not-a-node'/></offline></iq>");
 	assert_error(f, "item-not-found");
-	fx_clear(f);
+	fake_posts_clear();
 	/* An action that does not fit the type: bad-request. */
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX,
 	       "<iq type='get' id='v4'><offline xmlns='http://jabber.org/protocol/offline'><purge/></offline></iq>");
 	assert_error(f, "bad-request");
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* 2.6 fetch: all, in order, each with its node; nothing removed. */
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX,
 	       "<iq type='get' id='f1'><offline xmlns='http://jabber.org/protocol/offline'><fetch/></offline></iq>");
-	assert_int_equal(count_kind(f, P_EVENT), 3);
+	assert_int_equal(fake_count(POST_EVENT, 0), 3);
 	for (int i = 0; i < 3; i++) {
-		m = fx_send_stanza(&f->p[i], &sh);
+		m = fx_send_stanza(&fake_posts[i], &sh);
 		snprintf(want, sizeof(want), "<body>f%d</body>", i);
 		assert_non_null(strstr(m, want));
 		snprintf(want, sizeof(want), "<item node='%s'/>", node[i]);
 		assert_non_null(strstr(m, want));
 	}
-	assert_non_null(strstr(last_kind(f, P_TO_SESSION)->data, "type='result'"));
+	assert_non_null(strstr(fake_last(POST_SESSION, 0)->data, "type='result'"));
 	assert_int_equal(fx_queue_len(f, JULIET), 3);
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* 2.5 remove two; one missing makes the whole request fail. */
 	snprintf(st, sizeof(st),
@@ -353,39 +344,39 @@ static void test_flex(void **state)
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX, st);
 	assert_error(f, "item-not-found");
 	assert_int_equal(fx_queue_len(f, JULIET), 3);
-	fx_clear(f);
+	fake_posts_clear();
 	snprintf(st, sizeof(st),
 		 "<iq type='set' id='r2'><offline xmlns='http://jabber.org/protocol/offline'>"
 		 "<item action='remove' node='%s'/><item action='remove' node='%s'/></offline></iq>", node[0], node[2]);
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX, st);
-	assert_int_equal(f->n, 1);
-	assert_non_null(strstr(f->p[0].data, "type='result'"));
+	assert_int_equal(fake_nposts, 1);
+	assert_non_null(strstr(fake_posts[0].data, "type='result'"));
 	assert_int_equal(fx_queue_len(f, JULIET), 1);
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* Another user's queue: forbidden. */
 	fx_req(f, IM_REQ_STANZA, 11, ROMEO "/orchard", 0,
 	       "<iq type='set' id='p0' to='" JULIET "'><offline xmlns='http://jabber.org/protocol/offline'><purge/>"
 	       "</offline></iq>");
 	assert_error(f, "forbidden");
-	fx_clear(f);
+	fake_posts_clear();
 	assert_int_equal(fx_queue_len(f, JULIET), 1);
 
 	/* 2.7 purge. */
 	fx_req(f, IM_REQ_STANZA, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX,
 	       "<iq type='set' id='p1'><offline xmlns='http://jabber.org/protocol/offline'><purge/></offline></iq>");
-	assert_int_equal(f->n, 1);
-	assert_non_null(strstr(f->p[0].data, "type='result'"));
+	assert_int_equal(fake_nposts, 1);
+	assert_non_null(strstr(fake_posts[0].data, "type='result'"));
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* The flex session ends: later resources get the flood again. */
 	msg(f, JULIET, "chat", "after");
 	fx_req(f, IM_REQ_SESSION_END, 9, JULIET "/pda", IM_SF_OFFLINE_FLEX,
 	       "<presence from='" JULIET "/pda' type='unavailable'/>");
-	fx_clear(f);
+	fake_posts_clear();
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 10, JULIET "/laptop", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(count_kind(f, P_EVENT), 1);
+	assert_int_equal(fake_count(POST_EVENT, 0), 1);
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
 }
 
@@ -393,7 +384,7 @@ static void test_flex(void **state)
  * resumption) must not keep the flood off once the user is gone. */
 static void test_flex_stale(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	struct im_call c;
 	struct im_req h;
 
@@ -402,18 +393,18 @@ static void test_flex_stale(void **state)
 		"<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info' "
 		"node='http://jabber.org/protocol/offline'/></iq>", IM_TO_SELF);
 	offline_disco_info(&c, c.v->info.child);
-	fx_clear(f);
+	fake_posts_clear();
 	/* Another resource ends while one is still available: kept. */
-	f->avail = 1;
+	fake_available = 1;
 	fx_req(f, IM_REQ_SESSION_END, 21, JULIET "/other", 0, "<presence type='unavailable'/>");
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 22, JULIET "/new", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	/* The last one ends: the user is gone, so is the flex state. */
-	f->avail = 0;
+	fake_available = 0;
 	fx_req(f, IM_REQ_SESSION_END, 22, JULIET "/new", 0, "<presence type='unavailable'/>");
-	fx_clear(f);
+	fake_posts_clear();
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 23, JULIET "/newer", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(count_kind(f, P_EVENT), 1);
+	assert_int_equal(fake_count(POST_EVENT, 0), 1);
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
 }
 
@@ -422,16 +413,16 @@ static void test_flex_stale(void **state)
  * comes then, and pending subscription requests are not asked for again. */
 static void test_offline_after_priority(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	msg(f, JULIET, "chat", "late");
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
 	       "<presence from='" JULIET "/balcony'><priority>-1</priority></presence>");
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	fx_req(f, IM_REQ_OFFLINE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
 	       "<presence from='" JULIET "/balcony'><priority>0</priority></presence>");
-	assert_int_equal(count_kind(f, P_EVENT), 1);
-	assert_non_null(strstr(f->p[0].data + sizeof(struct im_send_hdr), "<body>late</body>"));
+	assert_int_equal(fake_count(POST_EVENT, 0), 1);
+	assert_non_null(strstr(fake_posts[0].data + sizeof(struct im_send_hdr), "<body>late</body>"));
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
 }
 
@@ -440,7 +431,7 @@ static void test_offline_after_priority(void **state)
  * under the new handle ends it, and the next resource gets the flood. */
 static void test_flex_moved(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	struct im_call c;
 	struct im_req h;
 
@@ -449,23 +440,23 @@ static void test_flex_moved(void **state)
 		"<iq type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info' "
 		"node='http://jabber.org/protocol/offline'/></iq>", IM_TO_SELF);
 	offline_disco_info(&c, c.v->info.child);
-	fx_clear(f);
+	fake_posts_clear();
 	uint64_t old = 20;
 	memset(&h, 0, sizeof(h));
 	h.type = IM_REQ_SESSION_MOVED;
 	h.jid_len = (uint16_t)strlen(JULIET "/pda");
 	h.len = sizeof(old);
-	im_serve(&f->im, 30, &h, JULIET "/pda", (const char *)&old, &f->out);
-	assert_int_equal(f->n, 0);
+	im_serve(&f->ctx, 30, &h, JULIET "/pda", (const char *)&old, &fake_out);
+	assert_int_equal(fake_nposts, 0);
 	/* Still one flex session of the user: no flood elsewhere. */
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 40, JULIET "/laptop", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	/* It ends, under its new handle, while the laptop stays. */
-	f->avail = 1;
+	fake_available = 1;
 	fx_req(f, IM_REQ_SESSION_END, 30, JULIET "/pda", IM_SF_OFFLINE_FLEX, "<presence type='unavailable'/>");
-	fx_clear(f);
+	fake_posts_clear();
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 41, JULIET "/phone", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(count_kind(f, P_EVENT), 1);
+	assert_int_equal(fake_count(POST_EVENT, 0), 1);
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
 }
 
@@ -475,32 +466,32 @@ static void test_flex_moved(void **state)
  * initial presence, which must see the messages). */
 static void test_group_commit(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
-	f->im.group_commit = true;
+	f->ctx.group_commit = true;
 	f->cfg->im.offline_max = 3;
 	msg(f, JULIET, "chat", "g1");
 	msg(f, JULIET, "chat", "g2");
-	assert_int_equal(f->n, 0);
+	assert_int_equal(fake_nposts, 0);
 	assert_int_equal(fx_queue_len(f, JULIET), 0);   /* not committed yet */
-	im_flush(&f->im, &f->out);
+	im_flush(&f->ctx, &fake_out);
 	assert_int_equal(fx_queue_len(f, JULIET), 2);
 	msg(f, JULIET, "chat", "g3");
 	msg(f, JULIET, "chat", "g4");
 	assert_error(f, "service-unavailable");         /* the batch's g3 counted */
-	assert_non_null(strstr(f->p[0].data, "id='m-g4'"));
-	fx_clear(f);
+	assert_non_null(strstr(fake_posts[0].data, "id='m-g4'"));
+	fake_posts_clear();
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 7, JULIET "/balcony", IM_SF_AVAILABLE,
 	       "<presence from='" JULIET "/balcony'/>");
-	assert_int_equal(count_kind(f, P_EVENT), 3);
+	assert_int_equal(fake_count(POST_EVENT, 0), 3);
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
-	im_flush(&f->im, &f->out);   /* nothing open: nothing happens */
-	assert_int_equal(count_kind(f, P_EVENT), 3);
+	im_flush(&f->ctx, &fake_out);   /* nothing open: nothing happens */
+	assert_int_equal(fake_count(POST_EVENT, 0), 3);
 }
 
 static void test_unacked(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	static const char left[] =
 		"<message from='" ROMEO "/orchard' to='" JULIET "/balcony' type='chat' id='u1'><body>one</body></message>"
 		"<presence from='" ROMEO "/orchard' to='" JULIET "/balcony'/>"
@@ -516,41 +507,41 @@ static void test_unacked(void **state)
 
 	/* No other resource takes them: both messages with content stored,
 	 * in order; one delay each (u2 kept its own). */
-	f->route_takes = 0;
+	fake_route_takes = 0;
 	fx_req(f, IM_REQ_UNACKED, 7, JULIET "/balcony", IM_SF_SM, left);
-	assert_int_equal(count_kind(f, P_ROUTE), 2);
+	assert_int_equal(fake_count(POST_ROUTE, 0), 2);
 	assert_int_equal(fx_queue_len(f, JULIET), 2);
-	fx_clear(f);
+	fake_posts_clear();
 	fx_req(f, IM_REQ_INITIAL_PRESENCE, 8, JULIET "/pda", IM_SF_AVAILABLE, NULL);
-	assert_int_equal(f->n, 2);
+	assert_int_equal(fake_nposts, 2);
 	struct im_send_hdr sh;
-	const char *a = fx_send_stanza(&f->p[0], &sh), *b = fx_send_stanza(&f->p[1], &sh);
+	const char *a = fx_send_stanza(&fake_posts[0], &sh), *b = fx_send_stanza(&fake_posts[1], &sh);
 	assert_non_null(strstr(a, "id='u1'"));
 	assert_non_null(strstr(a, "from='" FX_DOMAIN "'"));
 	assert_non_null(strstr(b, "id='u2'"));
 	assert_non_null(strstr(b, "2020-01-01T00:00:00Z"));
 	assert_null(strstr(strstr(b, "urn:xmpp:delay") + 1, "urn:xmpp:delay"));
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* Another resource takes them: routed with a delay, nothing stored. */
-	f->route_takes = 1;
+	fake_route_takes = 1;
 	fx_req(f, IM_REQ_UNACKED, 7, JULIET "/balcony", IM_SF_SM, left);
-	assert_int_equal(count_kind(f, P_ROUTE), 2);
-	assert_non_null(strstr(f->p[0].data, "<body>one</body>"));
-	assert_non_null(strstr(f->p[0].data, "urn:xmpp:delay"));
-	assert_non_null(strstr(f->p[0].data, "to='" JULIET "/balcony'"));
+	assert_int_equal(fake_count(POST_ROUTE, 0), 2);
+	assert_non_null(strstr(fake_posts[0].data, "<body>one</body>"));
+	assert_non_null(strstr(fake_posts[0].data, "urn:xmpp:delay"));
+	assert_non_null(strstr(fake_posts[0].data, "to='" JULIET "/balcony'"));
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* A deleted account keeps nothing. */
-	f->route_takes = 0;
+	fake_route_takes = 0;
 	assert_int_equal(account_del(f->st, ROMEO), ACCOUNT_OK);
 	fx_req(f, IM_REQ_UNACKED, 12, ROMEO "/orchard", IM_SF_SM,
 	       "<message from='" JULIET "/x' to='" ROMEO "/orchard'><body>z</body></message>");
 	assert_int_equal(fx_queue_len(f, ROMEO), 0);
 }
 
-static void last_ask(struct fx *f, const char *from, const char *to)
+static void last_ask(struct im_fx *f, const char *from, const char *to)
 {
 	char st[512];
 	snprintf(st, sizeof(st), "<iq type='get' id='l1' from='%s' to='%s'><query xmlns='jabber:iq:last'/></iq>", from,
@@ -560,78 +551,78 @@ static void last_ask(struct fx *f, const char *from, const char *to)
 
 static void test_last(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	/* XEP-0012 5: the server's uptime. */
-	f->im.started -= 100;
+	f->ctx.started -= 100;
 	last_ask(f, ROMEO "/orchard", FX_DOMAIN);
-	assert_int_equal(f->n, 1);
-	assert_non_null(strstr(f->p[0].data, "type='result'"));
-	assert_true(strstr(f->p[0].data, "seconds='100'") || strstr(f->p[0].data, "seconds='101'"));
-	fx_clear(f);
+	assert_int_equal(fake_nposts, 1);
+	assert_non_null(strstr(fake_posts[0].data, "type='result'"));
+	assert_true(strstr(fake_posts[0].data, "seconds='100'") || strstr(fake_posts[0].data, "seconds='101'"));
+	fake_posts_clear();
 
 	/* 3: not subscribed to juliet's presence: forbidden. */
 	last_ask(f, ROMEO "/orchard", JULIET);
 	assert_error(f, "forbidden");
-	fx_clear(f);
+	fake_posts_clear();
 	/* An unknown user: service-unavailable. */
 	last_ask(f, ROMEO "/orchard", "nobody@" FX_DOMAIN);
 	assert_error(f, "service-unavailable");
-	fx_clear(f);
+	fake_posts_clear();
 	/* One's own account: connected, 0. */
 	last_ask(f, JULIET "/balcony", JULIET);
-	assert_non_null(strstr(f->p[0].data, "seconds='0'"));
-	fx_clear(f);
+	assert_non_null(strstr(fake_posts[0].data, "seconds='0'"));
+	fake_posts_clear();
 
 	/* romeo subscribes to juliet, juliet approves (control/roster.c). */
 	fx_req(f, IM_REQ_STANZA, 3, ROMEO "/orchard", IM_SF_AVAILABLE,
 	       "<presence from='" ROMEO "/orchard' to='" JULIET "' type='subscribe'/>");
 	fx_req(f, IM_REQ_STANZA, 4, JULIET "/balcony", IM_SF_AVAILABLE,
 	       "<presence from='" JULIET "/balcony' to='" ROMEO "' type='subscribed'/>");
-	fx_clear(f);
-	assert_true(roster_sub_of(&f->im, JULIET, strlen(JULIET), ROMEO, strlen(ROMEO)) & IM_SUB_FROM);
+	fake_posts_clear();
+	assert_true(roster_sub_of(&f->ctx, JULIET, strlen(JULIET), ROMEO, strlen(ROMEO)) & IM_SUB_FROM);
 
 	/* Never logged out: item-not-found. */
 	last_ask(f, ROMEO "/orchard", JULIET);
 	assert_error(f, "item-not-found");
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* Her last resource goes: recorded with its status. Another still
 	 * there: not recorded. */
-	f->avail = 1;
+	fake_available = 1;
 	fx_req(f, IM_REQ_SESSION_END, 4, JULIET "/balcony", 0,
 	       "<presence from='" JULIET "/balcony' type='unavailable'><status>Gone &amp; back</status></presence>");
 	time_t when;
 	char status[64];
 	size_t sl;
-	assert_false(last_get(&f->im, JULIET, strlen(JULIET), &when, status, sizeof(status), &sl));
+	assert_false(last_get(&f->ctx, JULIET, strlen(JULIET), &when, status, sizeof(status), &sl));
 	/* Online: 0, no text. */
 	last_ask(f, ROMEO "/orchard", JULIET);
-	assert_non_null(strstr(f->p[0].data, "<query xmlns='jabber:iq:last' seconds='0'/>"));
-	fx_clear(f);
-	f->avail = 0;
+	assert_non_null(strstr(fake_posts[0].data, "<query xmlns='jabber:iq:last' seconds='0'/>"));
+	fake_posts_clear();
+	fake_available = 0;
 	fx_req(f, IM_REQ_SESSION_END, 4, JULIET "/balcony", 0,
 	       "<presence from='" JULIET "/balcony' type='unavailable'><status>Gone &amp; back</status></presence>");
-	assert_true(last_get(&f->im, JULIET, strlen(JULIET), &when, status, sizeof(status), &sl));
+	assert_true(last_get(&f->ctx, JULIET, strlen(JULIET), &when, status, sizeof(status), &sl));
 	assert_int_equal(sl, strlen("Gone & back"));
 	assert_memory_equal(status, "Gone & back", sl);
 	assert_true(time(NULL) - when <= 1);
 	last_ask(f, ROMEO "/orchard", JULIET);
-	assert_int_equal(f->n, 1);
-	assert_non_null(strstr(f->p[0].data, ">Gone &amp; back</query>"));
-	assert_non_null(strstr(f->p[0].data, "jabber:iq:last"));
-	fx_clear(f);
+	assert_int_equal(fake_nposts, 1);
+	assert_non_null(strstr(fake_posts[0].data, ">Gone &amp; back</query>"));
+	assert_non_null(strstr(fake_posts[0].data, "jabber:iq:last"));
+	fake_posts_clear();
 	/* A full JID with no such resource. */
 	last_ask(f, ROMEO "/orchard", JULIET "/nothere");
 	assert_error(f, "service-unavailable");
-	fx_clear(f);
+	fake_posts_clear();
 
 	/* offline_purge takes the queue and the record. */
 	msg(f, JULIET, "chat", "p");
 	assert_int_equal(fx_queue_len(f, JULIET), 1);
-	assert_int_equal(offline_purge(&f->im, JULIET, strlen(JULIET)), 0);
+	assert_int_equal(offline_purge(&f->ctx, JULIET, strlen(JULIET)), 0);
 	assert_int_equal(fx_queue_len(f, JULIET), 0);
-	assert_false(last_get(&f->im, JULIET, strlen(JULIET), &when, status, sizeof(status), &sl));
+	assert_false(last_get(&f->ctx, JULIET, strlen(JULIET), &when, status, sizeof(status), &sl));
 }
 
 int main(void)

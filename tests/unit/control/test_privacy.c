@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "im_fakes.h"
+#include "im_stubs.h"
 #include "store/store.h"
 
 #define JUL   "juliet@example.com"
@@ -22,7 +23,10 @@
 
 static int setup(void **state)
 {
-	*state = fx_new();
+	struct im_fx *f = fx_new();
+	f->cfg->im.privacy_max_items = 5;
+	fake_stubs_reset();
+	*state = f;
 	return 0;
 }
 
@@ -66,7 +70,7 @@ static void assert_error(const char *id, const char *cond)
 static uint32_t start(struct im_fx *f, uint64_t h, const char *jid, struct fake_rule *rules, size_t cap)
 {
 	fake_posts_clear();
-	fx_request(f, IM_REQ_SESSION_START, h, jid, NULL);
+	fx_req(f, IM_REQ_SESSION_START, h, jid, 0, NULL);
 	struct fake_post *p = fake_last(POST_EVENT, IM_EV_STATE);
 	assert_non_null(p);
 	assert_int_equal(p->handle, h);
@@ -533,10 +537,10 @@ static void test_active_per_session(void **state)
 	uint64_t old = H1;
 	struct im_req mr = { .type = IM_REQ_SESSION_MOVED, .jid_len = (uint16_t)strlen(JUL1), .len = sizeof(old) };
 	im_serve(&f->ctx, 0x9009, &mr, JUL1, (const char *)&old, &fake_out);
-	fx_request(f, IM_REQ_SESSION_END, H1, JUL1, "<presence type='unavailable'/>");
+	fx_req(f, IM_REQ_SESSION_END, H1, JUL1, 0, "<presence type='unavailable'/>");
 	iq(f, H2, JUL2, "set", "rm4", Q("<list name='b'/>"));
 	assert_error("rm4", "<conflict");
-	fx_request(f, IM_REQ_SESSION_END, 0x9009, JUL1, "<presence type='unavailable'/>");
+	fx_req(f, IM_REQ_SESSION_END, 0x9009, JUL1, 0, "<presence type='unavailable'/>");
 	iq(f, H2, JUL2, "set", "rm5", Q("<list name='b'/>"));
 	assert_result("rm5");
 }

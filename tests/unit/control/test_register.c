@@ -13,14 +13,21 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "im_fake.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "im_fakes.h"
+#include "control/account.h"
+#include "store/store.h"
 
 #define JULIET "juliet@" FX_DOMAIN
 
 static int setup(void **state)
 {
-	struct fx *f = fx_new();
+	struct im_fx *f = fx_new();
 	assert_non_null(f);
+	fake_route_takes = fake_user_sessions = fake_available = 0;   /* nobody online */
 	assert_int_equal(fx_add_account(f, JULIET, "capulet"), ACCOUNT_OK);
 	*state = f;
 	return 0;
@@ -47,7 +54,7 @@ static bool cred_matches(const struct store_scram *sc, const char *pass)
 	return memcmp(stored, sc->stored_key, (size_t)hl) == 0 && memcmp(skey, sc->server_key, (size_t)hl) == 0;
 }
 
-static bool password_is(struct fx *f, const char *jid, const char *pass)
+static bool password_is(struct im_fx *f, const char *jid, const char *pass)
 {
 	struct store_account a;
 	assert_int_equal(store_account_get(f->st, NULL, jid, strlen(jid), &a), STORE_OK);
@@ -58,20 +65,20 @@ static bool password_is(struct fx *f, const char *jid, const char *pass)
 	return true;
 }
 
-static void assert_error(struct fx *f, const char *etype, const char *cond)
+static void assert_error(struct im_fx *f, const char *etype, const char *cond)
 {
-	assert_int_equal(f->n, 1);
-	assert_int_equal(f->p[0].kind, P_TO_SESSION);
+	assert_int_equal(fake_nposts, 1);
+	assert_int_equal(fake_posts[0].kind, POST_SESSION);
 	char c[128];
 	snprintf(c, sizeof(c), "<error type='%s'><%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>", etype, cond);
-	assert_non_null(strstr(f->p[0].data, c));
+	assert_non_null(strstr(fake_posts[0].data, c));
 }
 
-static void assert_result(struct fx *f)
+static void assert_result(struct im_fx *f)
 {
-	assert_true(f->n >= 1);
-	assert_int_equal(f->p[0].kind, P_TO_SESSION);
-	assert_non_null(strstr(f->p[0].data, "type='result'"));
+	assert_true(fake_nposts >= 1);
+	assert_int_equal(fake_posts[0].kind, POST_SESSION);
+	assert_non_null(strstr(fake_posts[0].data, "type='result'"));
 }
 
 static struct net_addr addr4(uint8_t last, uint16_t port)
@@ -87,12 +94,12 @@ static struct net_addr addr4(uint8_t last, uint16_t port)
 	return a;
 }
 
-static void preauth(struct fx *f, const char *stanza, const struct net_addr *peer)
+static void preauth(struct im_fx *f, const char *stanza, const struct net_addr *peer)
 {
 	fx_req_peer(f, IM_REQ_PREAUTH_IQ, 77, "", 0, stanza, peer);
 }
 
-static void reg(struct fx *f, const char *user, const char *pass, const struct net_addr *peer)
+static void reg(struct im_fx *f, const char *user, const char *pass, const struct net_addr *peer)
 {
 	char st[512];
 	snprintf(st, sizeof(st),
@@ -103,78 +110,78 @@ static void reg(struct fx *f, const char *user, const char *pass, const struct n
 
 static void test_form_and_create(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	struct net_addr a = addr4(1, 40000);
 
 	/* XEP-0077 3.1: the fields. */
 	preauth(f, "<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>", &a);
 	assert_result(f);
-	assert_int_equal(f->p[0].handle, 77);
-	assert_non_null(strstr(f->p[0].data, "<instructions>"));
-	assert_non_null(strstr(f->p[0].data, "<username/><password/>"));
-	assert_null(strstr(f->p[0].data, "<registered/>"));
-	fx_clear(f);
+	assert_int_equal(fake_posts[0].handle, 77);
+	assert_non_null(strstr(fake_posts[0].data, "<instructions>"));
+	assert_non_null(strstr(fake_posts[0].data, "<username/><password/>"));
+	assert_null(strstr(fake_posts[0].data, "<registered/>"));
+	fake_posts_clear();
 
 	/* Created, nodeprepped, salted SCRAM credentials for the password. */
 	reg(f, "Bill", "Calliope &amp; co", &a);
 	assert_result(f);
-	assert_non_null(strstr(f->p[0].data, "id='reg2'"));
-	fx_clear(f);
-	assert_true(im_account_exists(&f->im, "bill@" FX_DOMAIN, strlen("bill@" FX_DOMAIN)));
+	assert_non_null(strstr(fake_posts[0].data, "id='reg2'"));
+	fake_posts_clear();
+	assert_true(im_account_exists(&f->ctx, "bill@" FX_DOMAIN, strlen("bill@" FX_DOMAIN)));
 	assert_true(password_is(f, "bill@" FX_DOMAIN, "Calliope & co"));
 
 	/* Taken: conflict. */
 	reg(f, "bill", "other", &a);
 	assert_error(f, "cancel", "conflict");
-	fx_clear(f);
+	fake_posts_clear();
 	assert_true(password_is(f, "bill@" FX_DOMAIN, "Calliope & co"));
 }
 
 static void test_refusals(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	struct net_addr a = addr4(2, 40000);
 
 	/* 3.1: missing or empty fields are not-acceptable. */
 	preauth(f, "<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>x</username></query></iq>", &a);
 	assert_error(f, "modify", "not-acceptable");
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "x", "", &a);
 	assert_error(f, "modify", "not-acceptable");
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "", "pw", &a);
 	assert_error(f, "modify", "not-acceptable");
-	fx_clear(f);
+	fake_posts_clear();
 	/* A username nodeprep refuses. */
 	reg(f, "a@b", "pw", &a);
 	assert_error(f, "modify", "not-acceptable");
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "with space", "pw", &a);
 	assert_error(f, "modify", "not-acceptable");
-	fx_clear(f);
+	fake_posts_clear();
 	/* <remove/> before authentication. */
 	preauth(f, "<iq type='set' id='r'><query xmlns='jabber:iq:register'><remove/></query></iq>", &a);
 	assert_error(f, "cancel", "unexpected-request");
-	fx_clear(f);
+	fake_posts_clear();
 	/* Registration off: service-unavailable. */
 	f->cfg->im.register_enabled = 0;
 	preauth(f, "<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>", &a);
 	assert_error(f, "cancel", "service-unavailable");
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "nope", "pw", &a);
 	assert_error(f, "cancel", "service-unavailable");
-	fx_clear(f);
-	assert_false(im_account_exists(&f->im, "nope@" FX_DOMAIN, strlen("nope@" FX_DOMAIN)));
+	fake_posts_clear();
+	assert_false(im_account_exists(&f->ctx, "nope@" FX_DOMAIN, strlen("nope@" FX_DOMAIN)));
 	/* Other pre-auth iqs. */
 	f->cfg->im.register_enabled = 1;
 	preauth(f, "<iq type='get' id='v'><query xmlns='jabber:iq:version'/></iq>", &a);
 	assert_error(f, "cancel", "service-unavailable");
-	fx_clear(f);
+	fake_posts_clear();
 }
 
 static void test_rate_limit(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 	struct net_addr a = addr4(3, 1000), a2 = addr4(3, 2000), b = addr4(4, 1000);
 	char user[32];
 
@@ -182,30 +189,30 @@ static void test_rate_limit(void **state)
 	/* Two from one address (any port), then refused, type wait. */
 	reg(f, "u1", "pw", &a);
 	assert_result(f);
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "u2", "pw", &a2);
 	assert_result(f);
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "u3", "pw", &a);
 	assert_error(f, "wait", "not-acceptable");
-	assert_non_null(strstr(f->p[0].data, "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>"));
-	fx_clear(f);
-	assert_false(im_account_exists(&f->im, "u3@" FX_DOMAIN, strlen("u3@" FX_DOMAIN)));
+	assert_non_null(strstr(fake_posts[0].data, "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>"));
+	fake_posts_clear();
+	assert_false(im_account_exists(&f->ctx, "u3@" FX_DOMAIN, strlen("u3@" FX_DOMAIN)));
 	/* Failed attempts do not count; other addresses are not affected. */
 	reg(f, "u1", "pw", &b);
 	assert_error(f, "cancel", "conflict");
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "u4", "pw", &b);
 	assert_result(f);
-	fx_clear(f);
+	fake_posts_clear();
 	/* Half an hour later one more (one per 30 minutes), not two. */
-	register_clock_skew(&f->im, 30 * 60 * 1000 + 10);
+	register_clock_skew(&f->ctx, 30 * 60 * 1000 + 10);
 	reg(f, "u5", "pw", &a);
 	assert_result(f);
-	fx_clear(f);
+	fake_posts_clear();
 	reg(f, "u6", "pw", &a);
 	assert_error(f, "wait", "not-acceptable");
-	fx_clear(f);
+	fake_posts_clear();
 	/* IPv6: one /64 is one client. */
 	struct net_addr v6;
 	memset(&v6, 0, sizeof(v6));
@@ -220,60 +227,60 @@ static void test_rate_limit(void **state)
 			assert_result(f);
 		else
 			assert_error(f, "wait", "not-acceptable");
-		fx_clear(f);
+		fake_posts_clear();
 	}
 }
 
-static void iq(struct fx *f, const char *stanza)
+static void iq(struct im_fx *f, const char *stanza)
 {
 	fx_req(f, IM_REQ_STANZA, 5, JULIET "/balcony", IM_SF_AVAILABLE, stanza);
 }
 
 static void test_password_change(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	/* get: registered, the username, never the password. */
 	iq(f, "<iq type='get' id='g' from='" JULIET "/balcony'><query xmlns='jabber:iq:register'/></iq>");
 	assert_result(f);
-	assert_non_null(strstr(f->p[0].data, "<registered/>"));
-	assert_non_null(strstr(f->p[0].data, "<username>juliet</username>"));
-	assert_non_null(strstr(f->p[0].data, "<password/>"));
-	fx_clear(f);
+	assert_non_null(strstr(fake_posts[0].data, "<registered/>"));
+	assert_non_null(strstr(fake_posts[0].data, "<username>juliet</username>"));
+	assert_non_null(strstr(fake_posts[0].data, "<password/>"));
+	fake_posts_clear();
 
 	/* 3.3 */
 	iq(f, "<iq type='set' id='c1' to='" FX_DOMAIN "' from='" JULIET "/balcony'><query xmlns='jabber:iq:register'>"
 	      "<username>juliet</username><password>newpass</password></query></iq>");
 	assert_result(f);
-	assert_non_null(strstr(f->p[0].data, "id='c1'"));
-	fx_clear(f);
+	assert_non_null(strstr(fake_posts[0].data, "id='c1'"));
+	fake_posts_clear();
 	assert_true(password_is(f, JULIET, "newpass"));
 
 	/* Empty password: refused, the old one stays. */
 	iq(f, "<iq type='set' id='c2' from='" JULIET "/balcony'><query xmlns='jabber:iq:register'>"
 	      "<username>juliet</username><password/></query></iq>");
 	assert_error(f, "modify", "not-acceptable");
-	fx_clear(f);
+	fake_posts_clear();
 	/* Another user's name, or none: bad-request. */
 	iq(f, "<iq type='set' id='c3' from='" JULIET "/balcony'><query xmlns='jabber:iq:register'>"
 	      "<username>romeo</username><password>x</password></query></iq>");
 	assert_error(f, "modify", "bad-request");
-	fx_clear(f);
+	fake_posts_clear();
 	iq(f, "<iq type='set' id='c4' from='" JULIET "/balcony'><query xmlns='jabber:iq:register'>"
 	      "<password>x</password></query></iq>");
 	assert_error(f, "modify", "bad-request");
-	fx_clear(f);
+	fake_posts_clear();
 	assert_true(password_is(f, JULIET, "newpass"));
 	/* Addressed to another user: not handled for them. */
 	assert_int_equal(fx_add_account(f, "romeo@" FX_DOMAIN, "m"), ACCOUNT_OK);
 	iq(f, "<iq type='set' id='c5' to='romeo@" FX_DOMAIN "' from='" JULIET "/balcony'>"
 	      "<query xmlns='jabber:iq:register'><username>romeo</username><password>x</password></query></iq>");
 	assert_error(f, "cancel", "service-unavailable");
-	fx_clear(f);
+	fake_posts_clear();
 	assert_true(password_is(f, "romeo@" FX_DOMAIN, "m"));
 }
 
-static void put_records(struct fx *f, const char *bare)
+static void put_records(struct im_fx *f, const char *bare)
 {
 	char k[256];
 	size_t bl = strlen(bare);
@@ -294,10 +301,10 @@ static void put_records(struct fx *f, const char *bare)
 	fx_req(f, IM_REQ_SESSION_END, 5, JULIET "/balcony", 0, "<presence type='unavailable'/>");
 	time_t w;
 	size_t sl;
-	assert_true(last_get(&f->im, bare, bl, &w, NULL, 0, &sl));
+	assert_true(last_get(&f->ctx, bare, bl, &w, NULL, 0, &sl));
 }
 
-static void assert_no_records(struct fx *f, const char *bare)
+static void assert_no_records(struct im_fx *f, const char *bare)
 {
 	char k[256];
 	size_t bl = strlen(bare);
@@ -320,27 +327,27 @@ static void assert_no_records(struct fx *f, const char *bare)
 
 static void test_remove(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	put_records(f, JULIET);
-	fx_clear(f);
+	fake_posts_clear();
 	/* <remove/> with something else: bad-request, nothing removed. */
 	iq(f, "<iq type='set' id='u0' from='" JULIET "/balcony'><query xmlns='jabber:iq:register'><remove/>"
 	      "<username>juliet</username></query></iq>");
 	assert_error(f, "modify", "bad-request");
-	fx_clear(f);
-	assert_true(im_account_exists(&f->im, JULIET, strlen(JULIET)));
+	fake_posts_clear();
+	assert_true(im_account_exists(&f->ctx, JULIET, strlen(JULIET)));
 
 	/* 3.2: result, then every session closed with not-authorized. */
 	iq(f, "<iq type='set' id='u1' from='" JULIET "/balcony'><query xmlns='jabber:iq:register'><remove/></query></iq>");
-	assert_int_equal(f->n, 2);
+	assert_int_equal(fake_nposts, 2);
 	assert_result(f);
-	assert_non_null(strstr(f->p[0].data, "id='u1'"));
-	assert_int_equal(f->p[1].kind, P_KICK);
-	assert_string_equal(f->p[1].data, JULIET);
-	assert_string_equal(f->p[1].cond, "not-authorized");
-	fx_clear(f);
-	assert_false(im_account_exists(&f->im, JULIET, strlen(JULIET)));
+	assert_non_null(strstr(fake_posts[0].data, "id='u1'"));
+	assert_int_equal(fake_posts[1].kind, POST_KICK);
+	assert_string_equal(fake_posts[1].data, JULIET);
+	assert_string_equal(fake_posts[1].cond, "not-authorized");
+	fake_posts_clear();
+	assert_false(im_account_exists(&f->ctx, JULIET, strlen(JULIET)));
 	assert_no_records(f, JULIET);
 	/* The kicked sessions end afterwards: no last-activity record comes
 	 * back for the deleted account. */
@@ -348,9 +355,9 @@ static void test_remove(void **state)
 	assert_no_records(f, JULIET);
 	/* A message to the deleted account is bounced, not stored. */
 	fx_req(f, IM_REQ_STANZA, 0, JULIET, 0, "<message from='romeo@" FX_DOMAIN "/o' to='" JULIET "'><body>x</body></message>");
-	assert_int_equal(f->n, 1);
-	assert_non_null(strstr(f->p[0].data, "service-unavailable"));
-	fx_clear(f);
+	assert_int_equal(fake_nposts, 1);
+	assert_non_null(strstr(fake_posts[0].data, "service-unavailable"));
+	fake_posts_clear();
 	assert_no_records(f, JULIET);
 }
 
@@ -358,7 +365,7 @@ static void test_remove(void **state)
  * takes the records with the account. */
 static void test_account_del_purges(void **state)
 {
-	struct fx *f = *state;
+	struct im_fx *f = *state;
 
 	put_records(f, JULIET);
 	assert_int_equal(account_del(f->st, JULIET), ACCOUNT_OK);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "im_fakes.h"
+#include "im_stubs.h"
 #include "parser/xml.h"
 #include "store/store.h"
 
@@ -25,6 +26,7 @@
 static int setup(void **state)
 {
 	struct im_fx *f = fx_new();
+	fake_stubs_reset();
 	fx_account(f, JUL);
 	fx_account(f, ROM);
 	*state = f;
