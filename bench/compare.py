@@ -159,7 +159,7 @@ def parse_args(argv):
     p.add_argument('--logins', type=int, default=1000, help='login: total logins (default 1000)')
     p.add_argument('--inflight', type=int, default=50, help='login: concurrent logins (default 50)')
     p.add_argument('--sessions', type=int, default=1000, help='idle: sessions held (default 1000)')
-    p.add_argument('--rate', type=float, default=None, help="mixed: stanzas/s per user (default: stanza-bench's)")
+    p.add_argument('--rate', type=float, default=None, help="fanout (presence changes) and mixed (stanzas): per user per second (default: stanza-bench's)")
     p.add_argument('--accounts', type=int, default=None,
                    help='accounts to provision per server (default: what the scenarios need)')
     p.add_argument('--domain', default='localhost', help='XMPP domain of every server (default localhost)')
@@ -607,7 +607,7 @@ def bench_cmd(a, ctx, target, server, scenario, tls, files, msg_rate=None):
         cmd += ['--logins', str(a.logins), '--inflight', str(a.inflight)]
     if sc == 'idle':
         cmd += ['--sessions', str(a.sessions)]
-    if sc == 'mixed' and a.rate is not None:
+    if sc in ('mixed', 'fanout') and a.rate is not None:
         cmd += ['--rate', '%g' % a.rate]
     return cmd
 
