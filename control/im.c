@@ -384,10 +384,14 @@ void im_serve(void *arg, uint64_t handle, const struct im_req *hdr, const char *
 				c.to_kind = IM_TO_USER;
 		}
 	}
-	/* Group commit: only offline messages share the open batch; anything
-	 * else may write the store or read what the batch holds, so the batch
-	 * is committed first (router/hooks.h, im.flush). */
-	if (!(hdr->type == IM_REQ_STANZA && c.v && xml_slice_eq(xml_tok_local(c.v, 0), "message")))
+	/* Group commit: offline messages and logout records (XEP-0012) share
+	 * the open batch, and a session start only reads what no batch holds
+	 * (roster, privacy lists, the account); anything else may write the
+	 * store or read what the batch holds, so the batch is committed first
+	 * (router/hooks.h, im.flush). A login storm's logouts then cost one
+	 * durable commit per burst, not one each. */
+	if (!(hdr->type == IM_REQ_STANZA && c.v && xml_slice_eq(xml_tok_local(c.v, 0), "message")) &&
+	    hdr->type != IM_REQ_SESSION_START && hdr->type != IM_REQ_SESSION_END)
 		offline_flush(ctx, out);
 	switch (hdr->type) {
 	case IM_REQ_SESSION_START:

@@ -1289,7 +1289,14 @@ void last_session_end(struct im_call *c)
 	rec[0] = LAST_VERSION;
 	for (int i = 0; i < 8; i++)
 		rec[1 + i] = (uint8_t)(t >> (56 - 8 * i));
-	if (store_put(ctx->store, NULL, STORE_T_LAST, c->jid, c->bare_len, rec, 9 + n, 0) != STORE_OK)
+	/* Nobody is told the record was written: with group commit it joins
+	 * the burst's batch (offline_flush commits it). */
+	struct store_txn *batch = NULL;
+	int brc = STORE_OK;
+	if (ctx->group_commit)
+		batch = batch_of(c, &brc);
+	if (brc != STORE_OK ||
+	    store_put(ctx->store, batch, STORE_T_LAST, c->jid, c->bare_len, rec, 9 + n, 0) != STORE_OK)
 		log_err("last: logout of %.*s not recorded", (int)c->bare_len, c->jid);
 }
 
