@@ -300,7 +300,13 @@ void report_text(FILE *f, const struct bench_result *r)
 		fprintf(f, "self: %s cores\n", sig3(h, sizeof(h), proc_cores(&r->self0, &r->self1)));
 	else
 		fprintf(f, "self: not sampled\n");
-	if (r->generator_bound) {
+	if (o && o->msg_rate > 0) {
+		fprintf(f, "schedule: %llu of %llu messages left more than 1 ms after they were due\n",
+		        (unsigned long long)r->late, (unsigned long long)r->sent);
+		if (r->generator_bound)
+			fprintf(f, "WARNING: more than 1%% of the messages left late: the load generator (or the "
+			        "window, when the server falls behind) set these latencies, not only the server\n");
+	} else if (r->generator_bound) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		fprintf(f, "WARNING: stanza-bench used nearly all its CPU (%s cores, %u threads on %ld CPUs): "
 		        "these figures measure the load generator, not the server\n",

@@ -57,6 +57,7 @@ struct bench_result {
 	struct bench_tick *ticks;      /* per second, ntick of them */
 	unsigned ntick;
 	bool generator_bound;          /* the load generator used nearly all its CPU: the figures measure it, not the server */
+	uint64_t late;                 /* open loop: messages that left more than 1 ms after they were due */
 };
 
 /* The per-second line:
