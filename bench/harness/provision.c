@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 
 #include "bench/harness/engine.h"
 
@@ -160,20 +161,37 @@ static int provision_cmds(const struct bench_opts *o, unsigned users)
 
 /* ---- in-band registration -------------------------------------------------
  * A blocking client per account, run from PARALLEL threads: registration is
- * setup, not measurement, and a server that allows it usually does so on a
- * plaintext stream (or after STARTTLS, which this does not do). */
+ * setup, not measurement. The stream is secured the way the run's `tls`
+ * says (STARTTLS, or TLS from the first byte), because a server that
+ * offers registration usually requires TLS for it (stanzad does, unless
+ * auth.allow_plaintext). Certificates are not verified: this is a load
+ * generator talking to the server it was pointed at. */
 
 struct ibr_ctx {
 	const struct bench_opts *o;
 	_Atomic unsigned next, ok, failed;
 	unsigned users;
+	SSL_CTX *ssl;
 };
 
-static int ibr_expect(int fd, char *buf, size_t cap, const char *needle, const char *bad)
+struct ibr_io {
+	int fd;
+	SSL *ssl;
+};
+
+static int ibr_send(struct ibr_io *io, const char *p, int n)
+{
+	if (io->ssl)
+		return SSL_write(io->ssl, p, n) == n ? 0 : -1;
+	return send(io->fd, p, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -1;
+}
+
+static int ibr_expect(struct ibr_io *io, char *buf, size_t cap, const char *needle, const char *bad)
 {
 	size_t len = 0;
 	for (int tries = 0; tries < 200; tries++) {
-		ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
+		ssize_t r = io->ssl ? SSL_read(io->ssl, buf + len, (int)(cap - 1 - len))
+				    : recv(io->fd, buf + len, cap - 1 - len, 0);
 		if (r <= 0)
 			return -1;
 		len += (size_t)r;
@@ -188,35 +206,57 @@ static int ibr_expect(int fd, char *buf, size_t cap, const char *needle, const c
 	return -1;
 }
 
-static int ibr_one(const struct bench_opts *o, unsigned user)
+static int ibr_tls(struct ibr_ctx *x, struct ibr_io *io)
 {
+	io->ssl = SSL_new(x->ssl);
+	if (!io->ssl || !SSL_set_fd(io->ssl, io->fd))
+		return -1;
+	SSL_set_tlsext_host_name(io->ssl, x->o->domain);
+	return SSL_connect(io->ssl) == 1 ? 0 : -1;
+}
+
+static int ibr_one(struct ibr_ctx *x, unsigned user)
+{
+	const struct bench_opts *o = x->o;
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(o->port) };
-	char buf[16384], msg[1024];
+	char buf[16384], msg[1024], hdr[512];
+	struct ibr_io io = { -1, NULL };
 	int ok = -1;
 	inet_pton(AF_INET, o->host, &a.sin_addr);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	io.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (io.fd < 0)
 		return -1;
 	struct timeval tv = { 10, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
+	setsockopt(io.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(io.fd, (struct sockaddr *)&a, sizeof(a)))
 		goto out;
+	if (o->tls == TLS_DIRECT && ibr_tls(x, &io))
+		goto out;
+	int hl = snprintf(hdr, sizeof(hdr),
+			  "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+			  "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>", o->domain);
+	if (ibr_send(&io, hdr, hl) || ibr_expect(&io, buf, sizeof(buf), "</stream:features>", NULL))
+		goto out;
+	if (o->tls == TLS_STARTTLS) {
+		static const char st[] = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+		if (ibr_send(&io, st, (int)sizeof(st) - 1) || ibr_expect(&io, buf, sizeof(buf), "<proceed", "<failure") ||
+		    ibr_tls(x, &io) || ibr_send(&io, hdr, hl) ||
+		    ibr_expect(&io, buf, sizeof(buf), "</stream:features>", NULL))
+			goto out;
+	}
 	int n = snprintf(msg, sizeof(msg),
-			 "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-			 "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>", o->domain);
-	if (send(fd, msg, (size_t)n, MSG_NOSIGNAL) != n || ibr_expect(fd, buf, sizeof(buf), "</stream:features>", NULL))
+			 "<iq type='set' id='reg1'><query xmlns='jabber:iq:register'><username>%s%u</username>"
+			 "<password>%s</password></query></iq>", o->user_prefix, user, o->password);
+	if (ibr_send(&io, msg, n))
 		goto out;
-	n = snprintf(msg, sizeof(msg),
-		     "<iq type='set' id='reg1'><query xmlns='jabber:iq:register'><username>%s%u</username>"
-		     "<password>%s</password></query></iq>", o->user_prefix, user, o->password);
-	if (send(fd, msg, (size_t)n, MSG_NOSIGNAL) != n)
-		goto out;
-	if (ibr_expect(fd, buf, sizeof(buf), "id='reg1'", NULL) && !strstr(buf, "id=\"reg1\""))
+	if (ibr_expect(&io, buf, sizeof(buf), "id='reg1'", NULL) && !strstr(buf, "id=\"reg1\""))
 		goto out;
 	ok = strstr(buf, "type='result'") || strstr(buf, "type=\"result\"") || strstr(buf, "<conflict") ? 0 : -1;
-	send(fd, "</stream:stream>", 16, MSG_NOSIGNAL);
+	ibr_send(&io, "</stream:stream>", 16);
 out:
-	close(fd);
+	if (io.ssl)
+		SSL_free(io.ssl);
+	close(io.fd);
 	return ok;
 }
 
@@ -227,7 +267,7 @@ static void *ibr_thread(void *arg)
 		unsigned u = atomic_fetch_add(&x->next, 1);
 		if (u >= x->users)
 			break;
-		if (ibr_one(x->o, u))
+		if (ibr_one(x, u))
 			atomic_fetch_add(&x->failed, 1);
 		else
 			atomic_fetch_add(&x->ok, 1);
@@ -240,14 +280,22 @@ static int provision_ibr(const struct bench_opts *o, unsigned users)
 	struct ibr_ctx x = { .o = o, .users = users };
 	pthread_t th[PARALLEL];
 	unsigned n = 0;
-	if (o->tls != TLS_NONE)
-		fprintf(stderr, "provision: in-band registration runs on a plaintext stream\n");
+	if (o->tls != TLS_NONE) {
+		x.ssl = SSL_CTX_new(TLS_client_method());
+		if (!x.ssl) {
+			fprintf(stderr, "provision: no TLS context\n");
+			return -1;
+		}
+		SSL_CTX_set_min_proto_version(x.ssl, TLS1_2_VERSION);
+		SSL_CTX_set_verify(x.ssl, SSL_VERIFY_NONE, NULL);
+	}
 	for (; n < PARALLEL; n++)
 		if (pthread_create(&th[n], NULL, ibr_thread, &x))
 			break;
 	for (unsigned i = 0; i < n; i++)
 		pthread_join(th[i], NULL);
 	fprintf(stderr, "provision: %u registered (or existing), %u failed\n", atomic_load(&x.ok), atomic_load(&x.failed));
+	SSL_CTX_free(x.ssl);
 	return atomic_load(&x.failed) ? -1 : 0;
 }
 

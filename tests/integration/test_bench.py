@@ -16,6 +16,7 @@ Accounts are provisioned by stanza-bench itself through
 built (STANZA_BENCH, or build*/bench/harness/stanza-bench).
 """
 
+import copy
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, Server, ServerTestCase, log  # noqa: E402
+from harness import ROOT, TEST_SETTINGS, Server, ServerTestCase, log  # noqa: E402
 
 RUN_TIMEOUT = 90   # one stanza-bench run, provisioning included
 
@@ -263,6 +264,47 @@ class BenchTest(ServerTestCase):
         self.check_no_errors(doc)
         self.assertGreater(doc['sent'], 0)
         self.assertEqual(doc['recv'], doc['sent'], 'messages lost or duplicated')
+
+
+class IbrTest(ServerTestCase):
+    """--provision ibr: stanza-bench registers its accounts itself (XEP-0077)
+    on a server that offers registration, over the run's own TLS mode: stanzad
+    accepts registration only on a secured stream."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.exe = stanza_bench_path()
+        if not cls.exe or not os.access(cls.exe, os.X_OK):
+            raise unittest.SkipTest('stanza-bench not built (set STANZA_BENCH)')
+        settings = copy.deepcopy(TEST_SETTINGS)
+        settings['im'] = {'register': True, 'register_per_hour': 1000}
+        cls.server = Server(settings=settings).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.server is not None:
+            cls.server.stop()
+            cls.server.cleanup()
+
+    def _ibr_login(self, prefix, tls):
+        srv = self.server
+        port = srv.tls_port if tls == 'direct' else srv.port
+        argv = [self.exe, '--host', '127.0.0.1', '--port', str(port), '--domain', 'localhost',
+                '--tls', tls, '--mech', 'scram-sha-256', '--threads', '1', '--user-prefix', prefix,
+                '--password', 'ibr-pass', '--provision', 'ibr', '--scenario', 'login',
+                '--logins', '8', '--inflight', '4', '--duration', '2', '--warmup', '0', '--quiet']
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=RUN_TIMEOUT)
+        out, err = p.stdout.decode(errors='replace'), p.stderr.decode(errors='replace')
+        log('ibr over %s: exit %d\n%s%s' % (tls, p.returncode, out, err[-600:]))
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn('provision: 4 registered (or existing), 0 failed', err)
+        self.assertIn('logins: 8 of 8 completed', out)
+
+    def test_ibr_starttls(self):
+        self._ibr_login('ibs', 'starttls')
+
+    def test_ibr_direct_tls(self):
+        self._ibr_login('ibd', 'direct')
 
 
 if __name__ == '__main__':
