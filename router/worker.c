@@ -1419,14 +1419,11 @@ static void ctl_im_request(struct server *srv, const struct ring_rec *rec)
 		log_err("malformed IM request dropped");
 		return;
 	}
-	char *jid = malloc((size_t)hdr.jid_len + 1);
-	if (!jid)
-		return;
+	char jid[JID_MAX + 1];
 	memcpy(jid, rec->data + sizeof(hdr), hdr.jid_len);
 	jid[hdr.jid_len] = '\0';
 	srv->hooks->im.serve(srv->hooks->im.arg, rec->arg, &hdr, jid,
 			     (const char *)rec->data + sizeof(hdr) + hdr.jid_len, &c->out);
-	free(jid);
 }
 
 /* A MSGF_IM_CONFIRM request was served: its completion goes out after
